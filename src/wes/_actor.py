@@ -1,0 +1,184 @@
+"""Actors: the base class, and the `command` / `read` decorators that mark handlers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
+
+from ._abc import Ident
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_COMMAND = "_wes_command_name"
+_READ = "_wes_read_name"
+
+
+def _marker(attr: str, kind: str) -> Any:
+    @overload
+    def mark(arg: F, /) -> F: ...
+    @overload
+    def mark(arg: str, /) -> Callable[[F], F]: ...
+    def mark(arg: Any, /) -> Any:
+        if isinstance(arg, str):
+
+            def named(func: F) -> F:
+                setattr(func, attr, arg)
+                return func
+
+            return named
+        if callable(arg):
+            setattr(arg, attr, arg.__name__)
+            return arg
+        raise TypeError(f"@wes.{kind} takes a handler or a name (str), not {arg!r}")
+
+    mark.__name__ = kind
+    mark.__doc__ = (
+        f"Mark a method as the {kind} handler named after it, or, as `@wes.{kind}(\"name\")`, "
+        f"under that name."
+    )
+    return mark
+
+
+command = _marker(_COMMAND, "command")
+read = _marker(_READ, "read")
+
+
+class Actor:
+    """Base class of actors: isolated state plus the logic that acts on it.
+
+    Mark command handlers with `@wes.command` and read handlers with `@wes.read`. Inside a
+    handler `self.id` and `self.channel` name the actor and its channel. Override `key`,
+    `to_state`, `from_state`, `should_save`, `version` and `migrate` to control persistence.
+    """
+
+    # Internal fields live in slots, out of `__dict__`, so the default `to_state` sees only
+    # the user's attributes and each actor stays small.
+    __slots__ = ("__dict__", "_wes_id", "_wes_ch", "_wes_claim", "_wes_dirty")
+
+    _wes_commands: ClassVar[dict[str, Callable[..., Any]]] = {}
+    _wes_async_commands: ClassVar[dict[str, Callable[..., Any]]] = {}
+    _wes_reads: ClassVar[dict[str, Callable[..., Any]]] = {}
+    _wes_async_reads: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    version: ClassVar[int] = 1
+    """The version of the state this class writes; stored with every saved state."""
+
+    _wes_id: Ident
+    _wes_ch: Channel | None
+    _wes_claim: Any
+    _wes_dirty: bool
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        tables: dict[str, dict[str, Callable[..., Any]]] = {
+            "c": {},
+            "ac": {},
+            "r": {},
+            "ar": {},
+        }
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                _collect(tables, attr, value)
+        cls._wes_commands = tables["c"]
+        cls._wes_async_commands = tables["ac"]
+        cls._wes_reads = tables["r"]
+        cls._wes_async_reads = tables["ar"]
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def id(self) -> Ident:
+        """This actor's id, `(actor_type, name)`."""
+        return self._wes_id
+
+    @property
+    def channel(self) -> Ident | None:
+        """The id of the channel this actor is in, or `None` outside one."""
+        ch = getattr(self, "_wes_ch", None)
+        return None if ch is None else ch.id
+
+    # -- talking to the channel -----------------------------------------------------------
+
+    def stop_channel(self) -> None:
+        """Ask the channel to stop normally (saving) after the current command."""
+        self._channel_or_raise("stop_channel").request_stop()
+
+    def leave(self) -> None:
+        """After the current command, the channel saves all its actors in one write and
+        this actor leaves it."""
+        self._channel_or_raise("leave").request_leave(self)
+
+    def set_timer(self, name: str, seconds: float) -> None:
+        """Call `on_timer(name)` every `seconds`, serially with commands; replaces a timer
+        of the same name."""
+        if not isinstance(name, str):
+            raise TypeError(f"timer name must be a str, not {type(name).__name__}")
+        if not isinstance(seconds, int | float) or not seconds > 0:
+            raise ValueError(f"timer {name!r}: seconds must be a positive number, not {seconds!r}")
+        self._channel_or_raise("set_timer").set_timer(self, name, float(seconds))
+
+    def cancel_timer(self, name: str) -> None:
+        """Cancel the timer `name`; cancelling a timer that is not set does nothing."""
+        self._channel_or_raise("cancel_timer").cancel_timer(self, name)
+
+    def on_timer(self, name: str) -> Any:
+        """Called when the timer `name` fires. May be `async def` in subclasses."""
+
+    def _channel_or_raise(self, what: str) -> Channel:
+        ch = getattr(self, "_wes_ch", None)
+        if ch is None:
+            raise RuntimeError(f"{what}() needs the actor to be in a running channel")
+        return ch
+
+    # -- persistence hooks ----------------------------------------------------------------
+
+    @classmethod
+    def key(cls, name: str | int) -> str:
+        """The storage key of the actor `name` of this class; see the node for the default."""
+        raise NotImplementedError  # marker: the node uses f"{actor_type}/{name}"
+
+    def to_state(self) -> dict[str, Any]:
+        """The state to persist; by default the instance's public attributes."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """Rebuild an actor from a state `to_state` returned, without calling `__init__`."""
+        actor = cls.__new__(cls)
+        actor.__dict__.update(state)
+        return actor
+
+    def should_save(self) -> bool:
+        """Whether the channel persists this actor; by default always."""
+        return True
+
+    @classmethod
+    def migrate(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Bring a stored state of an older `from_version` up to `cls.version`."""
+        raise ValueError(
+            f"{cls.__qualname__} has no migrate() for stored version {from_version} "
+            f"(current version {cls.version})"
+        )
+
+
+def _collect(tables: dict[str, dict[str, Callable[..., Any]]], attr: str, value: Any) -> None:
+    func = value
+    if isinstance(func, staticmethod | classmethod):
+        return
+    is_async = inspect.iscoroutinefunction(func)
+    for mark, sync_table, async_table in ((_COMMAND, "c", "ac"), (_READ, "r", "ar")):
+        name = getattr(func, mark, None)
+        if name is None:
+            continue
+        tables[sync_table].pop(name, None)
+        tables[async_table].pop(name, None)
+        tables[async_table if is_async else sync_table][name] = func
+
+
+def has_own_key(cls: type[Actor]) -> bool:
+    """Whether the actor class overrides `key`."""
+    return cls.key.__func__ is not Actor.key.__func__  # type: ignore[attr-defined]

@@ -1,0 +1,183 @@
+"""`SqliteStore`: the embedded default store, one SQLite file in WAL mode.
+
+All SQLite work happens on one dedicated thread, so the event loop never blocks on disk; a
+`write` call is one transaction however many channel batches it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, TypeVar
+
+from .._abc import Record, Store, Write
+from .._errors import InvalidConfig, StaleToken, StoreUnavailable
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS wes_state (
+    key TEXT PRIMARY KEY,
+    token INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    data BLOB NOT NULL
+) WITHOUT ROWID
+"""
+# The WHERE makes a write with an older token change nothing, which the row count reveals.
+_UPSERT = """
+INSERT INTO wes_state (key, token, version, data) VALUES (?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    token = excluded.token, version = excluded.version, data = excluded.data
+WHERE excluded.token >= wes_state.token
+"""
+_READ_CHUNK = 500  # keys per SELECT, well under SQLite's bound-parameter limit
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+class SqliteStore(Store):
+    """Actor states in a SQLite file (WAL mode; `synchronous=FULL` by default, so a commit
+    survives a power cut, not only a process crash).
+
+    Args:
+        path: the database file; created with its table on first use.
+        synchronous: SQLite's `PRAGMA synchronous`; `"NORMAL"` trades durability on power
+            loss for speed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL"):
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise InvalidConfig(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.path = os.fspath(path)
+        self._synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"{self!r} is closed")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="wes-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout = 10000")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL ({mode})")
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                conn.execute(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    # -- the Store interface --------------------------------------------------------------
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
+        return await self._run(self._read_sync, list(keys))
+
+    def _read_sync(self, keys: list[str]) -> dict[str, Record]:
+        conn = self._connection()
+        out: dict[str, Record] = {}
+        for start in range(0, len(keys), _READ_CHUNK):
+            chunk = keys[start : start + _READ_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT key, data, version, token FROM wes_state WHERE key IN ({marks})", chunk
+            )
+            for key, data, version, token in rows:
+                out[key] = Record(bytes(data), version, token)
+        return out
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        if not batches:
+            return []
+        return await self._run(self._write_sync, [list(b) for b in batches])
+
+    def _write_sync(self, batches: list[list[Write]]) -> list[BaseException | None]:
+        conn = self._connection()
+        rows = [(w.key, w.token, w.version, w.data) for batch in batches for w in batch]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Refusals are rare: try everything at once, and only on a short row count redo
+            # the batches one savepoint each to find which to refuse.
+            if conn.executemany(_UPSERT, rows).rowcount == len(rows):
+                conn.execute("COMMIT")
+                return [None] * len(batches)
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            results = [self._write_batch(conn, batch) for batch in batches]
+            conn.execute("COMMIT")
+            return results
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[Write]) -> BaseException | None:
+        conn.execute("SAVEPOINT batch")
+        rows = [(w.key, w.token, w.version, w.data) for w in batch]
+        if conn.executemany(_UPSERT, rows).rowcount == len(rows):
+            conn.execute("RELEASE batch")
+            return None
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+        for w in batch:
+            row = conn.execute("SELECT token FROM wes_state WHERE key = ?", (w.key,)).fetchone()
+            if row is not None and row[0] > w.token:
+                return StaleToken(
+                    f"write of {w.key!r} with fencing token {w.token} refused: "
+                    f"the store holds token {row[0]}"
+                )
+        return StaleToken(f"write of {len(batch)} keys refused by a newer fencing token")
+
+    async def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
+        for key, record in await self._run(self._scan_sync, prefix):
+            yield key, record
+
+    def _scan_sync(self, prefix: str) -> list[tuple[str, Record]]:
+        rows = self._connection().execute(
+            "SELECT key, data, version, token FROM wes_state WHERE key >= ? ORDER BY key",
+            (prefix,),
+        )
+        out = []
+        for key, data, version, token in rows:
+            if not key.startswith(prefix):
+                break
+            out.append((key, Record(bytes(data), version, token)))
+        return out
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the worker thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, self._close_sync)
+        executor.shutdown(wait=False)
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

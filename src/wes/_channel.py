@@ -1,0 +1,544 @@
+"""Channels: passive serial executors holding the states of their actors.
+
+A channel owns no task. A caller that finds the channel free runs the handlers itself (the
+event loop already serializes them); a caller that finds it busy queues for its turn. Timers,
+idle timeouts, periodic saves and lease renewals come from the node's shared wheel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._abc import Claim, Ident, Registry, Store, Write
+from ._actor import Actor
+from ._errors import (
+    ChannelNotStarted,
+    InvalidName,
+    LeaseLost,
+    ReentrantCall,
+    StaleToken,
+    StateNotEncodable,
+    UnknownCommand,
+    WesError,
+)
+
+if TYPE_CHECKING:
+    from ._node import Node
+    from ._writer import Writer
+
+# The channels whose turn the current task (or the task that spawned it) holds while it
+# awaits a handler; an operation on one of them would wait for itself forever.
+_holding: contextvars.ContextVar[tuple[Channel, ...]] = contextvars.ContextVar(
+    "wes_holding", default=()
+)
+
+# Fraction of the lease after which a channel renews its claims; the rest is time to retry.
+RENEW_AT = 0.5
+RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConf:
+    """The settings of a channel type."""
+
+    type: str
+    idle_timeout: float | None
+    save_interval: float | None
+    lease: float
+    durable: bool
+    registry: Registry
+
+
+@dataclass(frozen=True, slots=True)
+class ActorConf:
+    """The settings of an actor type."""
+
+    type: str
+    cls: type[Actor]
+    store: Store
+    registry: Registry
+    own_key: bool
+
+    def key(self, name: str | int) -> str:
+        return self.cls.key(name) if self.own_key else f"{self.type}/{name}"
+
+
+class Timer:
+    """A periodic actor timer."""
+
+    __slots__ = ("actor", "due", "interval", "name")
+
+    def __init__(self, actor: Actor, name: str, interval: float, due: float) -> None:
+        self.actor = actor
+        self.name = name
+        self.interval = interval
+        self.due = due
+
+
+class Channel:
+    """A running channel. Created and driven by its node."""
+
+    __slots__ = (
+        "actors",
+        "busy",
+        "claim",
+        "conf",
+        "dirty",
+        "has_async",
+        "id",
+        "last_active",
+        "lease_until",
+        "leaving",
+        "node",
+        "renew_due",
+        "retry_delay",
+        "running",
+        "save_due",
+        "stopping",
+        "timers",
+        "waiters",
+        "wake_slot",
+    )
+
+    def __init__(self, node: Node, ident: Ident, conf: ChannelConf, claim: Claim, now: float):
+        self.node = node
+        self.id = ident
+        self.conf = conf
+        self.claim = claim
+        self.actors: tuple[Actor, ...] = ()
+        self.has_async = False
+        self.busy = False
+        self.waiters: deque[asyncio.Future[None]] | None = None
+        self.running = True
+        self.dirty = False
+        self.stopping = False
+        self.leaving: list[Actor] | None = None
+        self.timers: dict[tuple[Actor, str], Timer] | None = None
+        self.last_active = now
+        self.save_due: float | None = None
+        self.lease_until = now + conf.lease
+        self.renew_due = now + conf.lease * RENEW_AT
+        self.retry_delay: float | None = None
+        self.wake_slot: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.id!r} actors={len(self.actors)} running={self.running}>"
+
+    # -- membership -----------------------------------------------------------------------
+
+    def add(self, actors: Sequence[Actor]) -> None:
+        for actor in actors:
+            actor._wes_ch = self
+        self.actors = self.actors + tuple(actors)
+        self.has_async = any(a._wes_async_commands for a in self.actors)
+
+    def remove(self, actor: Actor) -> None:
+        actor._wes_ch = None
+        self.actors = tuple(a for a in self.actors if a is not actor)
+        self.has_async = any(a._wes_async_commands for a in self.actors)
+        if self.timers:
+            for key in [k for k in self.timers if k[0] is actor]:
+                del self.timers[key]
+
+    def claims(self) -> list[Claim]:
+        return [self.claim, *(a._wes_claim for a in self.actors)]
+
+    # -- requests from actors -------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.stopping = True
+
+    def request_leave(self, actor: Actor) -> None:
+        if self.leaving is None:
+            self.leaving = []
+        if actor not in self.leaving:
+            self.leaving.append(actor)
+
+    def set_timer(self, actor: Actor, name: str, seconds: float) -> None:
+        if self.timers is None:
+            self.timers = {}
+        due = self.node.now() + seconds
+        self.timers[actor, name] = Timer(actor, name, seconds, due)
+        self.node.wheel.schedule(self, due)
+
+    def cancel_timer(self, actor: Actor, name: str) -> None:
+        if self.timers:
+            self.timers.pop((actor, name), None)
+
+    # -- the turn -------------------------------------------------------------------------
+
+    def check_reentry(self) -> None:
+        if self in _holding.get():
+            raise ReentrantCall(
+                f"a handler of channel {self.id!r} awaited an operation on its own channel, "
+                f"which would wait for itself forever"
+            )
+
+    async def acquire(self) -> None:
+        """Wait for the turn; on return the caller holds it (`busy` is true)."""
+        if not self.busy:
+            self.busy = True
+        else:
+            self.check_reentry()
+            if self.waiters is None:
+                self.waiters = deque()
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self.release()  # the turn was handed to us as we were cancelled
+                raise
+        if not self.running:
+            self.release()
+            raise ChannelNotStarted(f"channel {self.id!r} stopped")
+
+    def release(self) -> None:
+        """Hand the turn to the next waiter, or free the channel."""
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.waiters = None
+        self.busy = False
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def apply_sync(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Apply a command whose handlers are all synchronous; raises what a handler raised.
+        Returns whether any actor handled it."""
+        handled = False
+        for actor in self.actors:
+            handler = actor._wes_commands.get(name)
+            if handler is not None:
+                actor._wes_dirty = True
+                handler(actor, *args, **kwargs)
+                handled = True
+        return handled
+
+    async def apply(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Apply a command that may have async handlers; the caller holds the turn."""
+        handled = False
+        for actor in self.actors:
+            handler = actor._wes_commands.get(name)
+            if handler is None:
+                handler = actor._wes_async_commands.get(name)
+                if handler is None:
+                    continue
+                actor._wes_dirty = True
+                handled = True
+                token = _holding.set((*_holding.get(), self))
+                try:
+                    await handler(actor, *args, **kwargs)
+                finally:
+                    _holding.reset(token)
+            else:
+                actor._wes_dirty = True
+                handled = True
+                handler(actor, *args, **kwargs)
+        return handled
+
+    def unhandled(self, name: Any) -> None:
+        if not isinstance(name, str):
+            raise InvalidName(f"command name must be a str, not {name!r}")
+        if self.actors:
+            raise UnknownCommand(f"no actor of channel {self.id!r} handles command {name!r}")
+        self.node.event("dead_letter", name, self.id)
+
+    async def run_command(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The general path: wait for the turn, then apply and finish in a task of its own,
+        so that cancelling the caller cannot cut a command in half."""
+        await self.acquire()
+        task = self.node.spawn(self._command_in_turn(name, args, kwargs))
+        await asyncio.shield(task)
+
+    async def _command_in_turn(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            self.last_active = self.node.now()
+            try:
+                handled = await self.apply(name, args, kwargs)
+            except BaseException as exc:
+                await self.crash(exc)
+                raise
+            if not handled:
+                self.unhandled(name)
+                return
+            self.mark_dirty()
+            await self.finish()
+        finally:
+            self.release()
+
+    async def finish_in_turn(self) -> None:
+        """After a command applied on the fast path: durable save, leave, stop."""
+        self.busy = True  # nothing awaited since the command applied: the turn is ours
+        try:
+            await self.finish()
+        finally:
+            self.release()
+
+    async def finish(self) -> None:
+        """Complete a command that left work behind: a durable save, leaving actors, a stop."""
+        if self.stopping:
+            await self.stop_in_turn("normal")
+        elif self.leaving:
+            await self.leave_in_turn()
+        elif self.conf.durable and self.dirty:
+            await self.save_or_die()
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        if not self.dirty:
+            self.dirty = True
+            interval = self.conf.save_interval
+            if interval is not None and not self.conf.durable:
+                self.save_due = self.node.now() + interval
+                self.node.wheel.schedule(self, self.save_due)
+
+    def snapshot(self) -> dict[Writer, list[Write]]:
+        """Encode every dirty actor that should be saved, grouped by store; clears no flag."""
+        node = self.node
+        batches: dict[Writer, list[Write]] = {}
+        for actor in self.actors:
+            if not actor._wes_dirty or not actor.should_save():
+                continue
+            conf = node.actor_conf(actor._wes_id[0])
+            try:
+                data = node.codec.encode(actor.to_state())
+            except Exception as exc:
+                raise StateNotEncodable(
+                    f"cannot encode the state of actor {actor._wes_id!r}: {exc}"
+                ) from exc
+            write = Write(conf.key(actor._wes_id[1]), data, conf.cls.version, actor._wes_claim.token)
+            batches.setdefault(node.writer(conf.store), []).append(write)
+        return batches
+
+    async def save(self) -> None:
+        """Write the dirty actors in one atomic write (per store); the caller holds the turn.
+
+        Raises `StateNotEncodable`, `StaleToken`, `LeaseLost` or `StoreUnavailable`; then
+        the actors stay dirty.
+        """
+        if not self.dirty:
+            return
+        if self.node.now() >= self.lease_until:
+            raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
+        batches = self.snapshot()
+        saved = list(self.actors)
+        for actor in saved:
+            actor._wes_dirty = False
+        self.dirty = False
+        self.save_due = None
+        try:
+            if batches:
+                futures = [writer.submit(batch) for writer, batch in batches.items()]
+                await asyncio.gather(*futures)
+        except BaseException:
+            for actor in saved:
+                actor._wes_dirty = True
+            self.dirty = True
+            raise
+        if batches:
+            self.node.event("save", "ok", self.id)
+
+    async def save_or_die(self) -> None:
+        """A durable save: if it fails, memory is ahead of the store, so the channel stops
+        without saving and the error reaches the caller."""
+        try:
+            await self.save()
+        except BaseException as exc:
+            self.node.event("save", "error", self.id, error=exc)
+            await self.crash(exc)
+            raise
+
+    async def periodic_save(self) -> None:
+        """A save from the wheel: failures are counted and retried; the channel runs on."""
+        try:
+            await self.save()
+        except (StaleToken, LeaseLost) as exc:
+            await self.crash(exc, lease_lost=True)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.node.event("save", "error", self.id, error=exc)
+            low, high = RETRY_BACKOFF
+            self.retry_delay = min(high, (self.retry_delay or low / 2) * 2)
+            self.save_due = self.node.now() + self.retry_delay
+            self.node.wheel.schedule(self, self.save_due)
+            return
+        self.retry_delay = None
+
+    # -- stopping -------------------------------------------------------------------------
+
+    async def stop_in_turn(self, reason: str) -> None:
+        """Stop normally: save, release every claim. A failed save raises and the channel
+        keeps running, so no state is dropped silently."""
+        self.stopping = False
+        try:
+            await self.save()
+        except (StaleToken, LeaseLost) as exc:
+            self.node.event("save", "error", self.id, error=exc)
+            await self.crash(exc, lease_lost=True)
+            raise
+        except BaseException as exc:
+            self.node.event("save", "error", self.id, error=exc)
+            raise
+        claims = self.detach()
+        self.node.event("stop", reason, self.id)
+        await self.node.release(claims)
+
+    async def leave_in_turn(self) -> None:
+        leaving, self.leaving = self.leaving or [], None
+        if self.conf.durable:
+            await self.save_or_die()
+        else:
+            await self.save()
+        for actor in leaving:
+            if actor._wes_ch is self:
+                self.remove(actor)
+                self.node.forget_actor(actor)
+                await self.node.release([actor._wes_claim])
+
+    def detach(self) -> list[Claim]:
+        """Take the channel out of the node at once; return the claims to release."""
+        self.running = False
+        claims = self.claims()
+        self.node.forget_channel(self)
+        for actor in self.actors:
+            actor._wes_ch = None
+        self.timers = None
+        return claims
+
+    async def crash(self, exc: BaseException, *, lease_lost: bool = False) -> None:
+        """Stop without saving; the next start sees the last persisted states."""
+        if not self.running:
+            return
+        claims = self.detach()
+        self.node.event("stop", "lease_lost" if lease_lost else type(exc).__name__, self.id, error=exc)
+        await self.node.release(claims)
+
+    def crash_later(self, exc: BaseException, *, lease_lost: bool = False) -> None:
+        """Crash from a callback: the claims are released by a task the node tracks."""
+        if self.running:
+            self.node.spawn(self.crash(exc, lease_lost=lease_lost))
+
+    # -- the wheel ------------------------------------------------------------------------
+
+    def wake(self, now: float) -> None:
+        """Called by the wheel at (or after) the earliest deadline asked for."""
+        if not self.running:
+            return
+        if now >= self.lease_until:
+            self.crash_later(LeaseLost(f"channel {self.id!r} could not renew its lease"), lease_lost=True)
+            return
+        if now >= self.renew_due:
+            self.renew_due = float("inf")  # until the renewal answers
+            self.node.renew_later(self)
+        if self.busy:
+            self.node.wheel.schedule(self, now + 0.002)  # due work waits for the turn
+            return
+        work = self.due_work(now)
+        if work is not None:
+            self.busy = True
+            self.node.spawn(self._run_due(work))
+        else:
+            self.reschedule()
+
+    def due_work(self, now: float) -> Callable[[], Any] | None:
+        timers = self.timers
+        if timers and any(t.due <= now for t in timers.values()):
+            return self.fire_timers
+        idle = self.conf.idle_timeout
+        if idle is not None and now >= self.last_active + idle:
+            return self.stop_idle
+        if self.save_due is not None and now >= self.save_due:
+            return self.periodic_save
+        return None
+
+    async def _run_due(self, work: Callable[[], Any]) -> None:
+        try:
+            await work()
+        finally:
+            self.release()
+            if self.running:
+                self.reschedule()
+
+    async def stop_idle(self) -> None:
+        try:
+            await self.stop_in_turn("idle")
+        except WesError:
+            pass  # counted as a save error; the channel runs on and retries at the next wake
+        if self.running:
+            self.last_active = self.node.now()  # retry after another idle period
+
+    async def fire_timers(self) -> None:
+        now = self.node.now()
+        due = sorted(
+            (t for t in (self.timers or {}).values() if t.due <= now), key=lambda t: t.due
+        )
+        for timer in due:
+            if not self.running or self.timers is None:
+                return
+            if self.timers.get((timer.actor, timer.name)) is not timer:
+                continue  # cancelled by an earlier timer
+            timer.due += timer.interval
+            if timer.due <= now:
+                timer.due = now + timer.interval  # fell behind: skip, don't burst
+            self.node.event("timer", timer.name, self.id)
+            try:
+                timer.actor._wes_dirty = True
+                result = timer.actor.on_timer(timer.name)
+                if asyncio.iscoroutine(result):
+                    token = _holding.set((*_holding.get(), self))
+                    try:
+                        await result
+                    finally:
+                        _holding.reset(token)
+            except BaseException as exc:
+                await self.crash(exc)
+                return
+            self.mark_dirty()
+        if self.running:
+            try:
+                await self.finish()
+            except Exception:
+                pass  # already counted and the channel stopped (durable) or runs on
+
+    def reschedule(self) -> None:
+        deadline = min(self.renew_due, self.lease_until)
+        idle = self.conf.idle_timeout
+        if idle is not None:
+            deadline = min(deadline, self.last_active + idle)
+        if self.save_due is not None:
+            deadline = min(deadline, self.save_due)
+        if self.timers:
+            deadline = min(deadline, min(t.due for t in self.timers.values()))
+        self.node.wheel.schedule(self, max(deadline, self.node.now() + 0.001))
+
+    def renewed(self, ok: bool, sent_at: float) -> None:
+        """The answer to a renewal sent at `sent_at`."""
+        if not self.running:
+            return
+        if ok:
+            self.lease_until = sent_at + self.conf.lease
+            self.renew_due = sent_at + self.conf.lease * RENEW_AT
+            self.reschedule()
+        else:
+            self.crash_later(LeaseLost(f"channel {self.id!r} lost its lease"), lease_lost=True)
+
+    def renew_failed(self, now: float) -> None:
+        """The registry did not answer; retry soon, until the lease runs out."""
+        if self.running:
+            self.renew_due = now + min(1.0, self.conf.lease / 8)
+            self.reschedule()

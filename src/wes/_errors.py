@@ -1,0 +1,132 @@
+"""The errors of wes. Every error wes raises derives from `WesError`; an actor's own exception
+reaches the caller unchanged and is never wrapped.
+
+    WesError
+    ├── UsageError                  you asked for something wrong
+    │   ├── InvalidId               an id that is not a (str, str | int) tuple
+    │   ├── InvalidName             a command or read name that is not a str
+    │   ├── InvalidSpec             a spec of the wrong shape
+    │   ├── InvalidConfig           a bad channel_type / actor_type setting
+    │   ├── UnknownChannelType
+    │   ├── UnknownActorType
+    │   └── NodeNotRunning          an operation outside `async with node`
+    ├── ChannelAlreadyStarted
+    ├── ChannelNotStarted
+    ├── ActorAlreadyExists          `create` of an actor the store holds
+    ├── ActorNotFound               `load` of an actor the store does not hold
+    ├── ActorAlreadyLocked          the actor is active in another channel
+    ├── ActorAlreadyInChannel
+    ├── ActorNotActive              a read of an actor that is in no channel
+    ├── UnknownCommand
+    ├── UnknownRead
+    ├── ReentrantCall               a handler awaited an operation on its own channel
+    ├── StateNotLoadable            a stored state that cannot be decoded or migrated
+    ├── StateNotEncodable           a state the codec cannot encode
+    ├── StaleToken                  a store refused a write with an older fencing token
+    ├── LeaseLost                   the channel lost its lease and stopped unsaved
+    ├── StoreUnavailable            something outside broke: the store
+    └── RegistryUnavailable         something outside broke: the registry
+"""
+
+from __future__ import annotations
+
+
+class WesError(Exception):
+    """Root of every error that wes itself raises."""
+
+
+class UsageError(WesError):
+    """The caller asked for something that can never work as asked."""
+
+
+class InvalidId(UsageError, TypeError):
+    """An id is not a `(type: str, name: str | int)` tuple."""
+
+
+class InvalidName(UsageError, TypeError):
+    """A command or read name is not a `str`."""
+
+
+class InvalidSpec(UsageError, TypeError):
+    """A spec is not what `wes.create`, `wes.load` or `wes.load_or_create` build."""
+
+
+class InvalidConfig(UsageError, ValueError):
+    """A `channel_type` or `actor_type` setting is out of range or of the wrong kind."""
+
+
+class UnknownChannelType(UsageError):
+    """The channel type was never registered with `Node.channel_type`."""
+
+
+class UnknownActorType(UsageError):
+    """The actor type was never registered with `Node.actor_type`."""
+
+
+class NodeNotRunning(UsageError):
+    """An operation was called on a node outside its `async with` block."""
+
+
+class ChannelAlreadyStarted(WesError):
+    """`create_channel` of a channel that already runs (here or elsewhere)."""
+
+
+class ChannelNotStarted(WesError):
+    """The channel does not run on this node."""
+
+
+class ActorAlreadyExists(WesError):
+    """`wes.create` of an actor whose state the store already holds."""
+
+
+class ActorNotFound(WesError):
+    """`wes.load` of an actor whose state the store does not hold."""
+
+
+class ActorAlreadyLocked(WesError):
+    """The actor is active in another channel."""
+
+
+class ActorAlreadyInChannel(WesError):
+    """`create_actor` of an actor that is already in that channel."""
+
+
+class ActorNotActive(WesError):
+    """A read of an actor that is in no channel."""
+
+
+class UnknownCommand(WesError):
+    """No actor of the (non-empty) channel handles the command; nothing changed."""
+
+
+class UnknownRead(WesError):
+    """The actor has no read handler of that name."""
+
+
+class ReentrantCall(WesError):
+    """A handler awaited an operation on its own channel, which would wait for itself forever."""
+
+
+class StateNotLoadable(WesError):
+    """A stored state cannot be decoded or migrated; nothing started, the stored bytes are
+    untouched. The cause is chained."""
+
+
+class StateNotEncodable(WesError):
+    """The codec cannot encode an actor's state; the error names the actor."""
+
+
+class StaleToken(WesError):
+    """A store refused a write whose fencing token is older than the stored one; nothing changed."""
+
+
+class LeaseLost(WesError):
+    """The channel lost its lease (it could not renew in time) and stopped without saving."""
+
+
+class StoreUnavailable(WesError):
+    """The store cannot be reached or failed; the cause is chained."""
+
+
+class RegistryUnavailable(WesError):
+    """The registry cannot be reached or failed; the cause is chained."""

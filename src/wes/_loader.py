@@ -1,0 +1,97 @@
+"""Building actors from specs: create them, or load and migrate their stored states."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._abc import Claim, Ident, Record, Store
+from ._actor import Actor
+from ._channel import ActorConf
+from ._errors import (
+    ActorAlreadyExists,
+    ActorNotFound,
+    StateNotLoadable,
+    StoreUnavailable,
+    WesError,
+)
+from ._specs import Spec
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+
+async def build_actors(node: Node, specs: list[Spec], claims: dict[Ident, Claim]) -> list[Actor]:
+    """The actors of `specs`, each holding its claim; raises the first spec error."""
+    confs = [node.actor_conf(spec.actor[0]) for spec in specs]
+    keys = [conf.key(spec.actor[1]) for spec, conf in zip(specs, confs, strict=True)]
+    records = await _read(confs, keys)
+    actors = []
+    for spec, conf, key in zip(specs, confs, keys, strict=True):
+        actor = _build(node, spec, conf, key, records.get(key))
+        actor._wes_claim = claims[spec.actor]
+        actors.append(actor)
+    return actors
+
+
+async def _read(confs: list[ActorConf], keys: list[str]) -> dict[str, Record]:
+    by_store: dict[Store, list[str]] = {}
+    for conf, key in zip(confs, keys, strict=True):
+        by_store.setdefault(conf.store, []).append(key)
+    records: dict[str, Record] = {}
+    for store, store_keys in by_store.items():
+        try:
+            records.update(await store.read(store_keys))
+        except WesError:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"store read failed: {exc!r}") from exc
+    return records
+
+
+def _build(node: Node, spec: Spec, conf: ActorConf, key: str, record: Record | None) -> Actor:
+    if record is None:
+        if spec.mode == "load":
+            raise ActorNotFound(f"actor {spec.actor!r} is not in the store (key {key!r})")
+        return _create(conf.cls, spec)
+    if spec.mode == "create":
+        raise ActorAlreadyExists(f"actor {spec.actor!r} is already in the store (key {key!r})")
+    actor = _decode(node, conf, key, record)
+    _init_slots(actor, spec.actor, dirty=False)
+    return actor
+
+
+def _create(cls: type[Actor], spec: Spec) -> Actor:
+    actor = cls.__new__(cls)
+    _init_slots(actor, spec.actor, dirty=True)  # so that `self.id` works in __init__
+    actor.__init__(*spec.args)
+    return actor
+
+
+def _init_slots(actor: Actor, ident: Ident, *, dirty: bool) -> None:
+    actor._wes_id = ident
+    actor._wes_ch = None
+    actor._wes_dirty = dirty
+
+
+def _decode(node: Node, conf: ActorConf, key: str, record: Record) -> Actor:
+    cls = conf.cls
+    try:
+        state: Any = node.codec.decode(record.data)
+        if record.version > cls.version:
+            raise ValueError(
+                f"stored version {record.version} is newer than {cls.__qualname__}.version "
+                f"{cls.version}"
+            )
+        if record.version < cls.version:
+            state = cls.migrate(state, record.version)
+            if not isinstance(state, dict):
+                raise TypeError(f"migrate() returned {type(state).__name__}, not a dict")
+        actor = cls.from_state(state)
+        if not isinstance(actor, cls):
+            raise TypeError(f"from_state() returned {actor!r}, not a {cls.__qualname__}")
+    except Exception as exc:
+        raise StateNotLoadable(
+            f"stored state at key {key!r} (version {record.version}) cannot be loaded as "
+            f"{cls.__qualname__}: {exc!r}"
+        ) from exc
+    return actor

@@ -1,0 +1,676 @@
+"""The node: where channels run, and the operations users call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Coroutine, Hashable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from ._abc import Claim, ClaimKind, Codec, Ident, NameTaken, Registry, Stats, Store
+from ._actor import Actor, has_own_key
+from ._backends.memory import MemoryRegistry
+from ._channel import ActorConf, Channel, ChannelConf
+from ._codec import JsonCodec
+from ._errors import (
+    ActorAlreadyInChannel,
+    ActorAlreadyLocked,
+    ActorNotActive,
+    ChannelAlreadyStarted,
+    ChannelNotStarted,
+    InvalidConfig,
+    InvalidId,
+    InvalidName,
+    NodeNotRunning,
+    RegistryUnavailable,
+    UnknownActorType,
+    UnknownChannelType,
+    UnknownRead,
+    WesError,
+)
+from ._loader import build_actors
+from ._specs import Spec, as_specs, check_id
+from ._stats import NullStats
+from ._wheel import Wheel
+from ._writer import Writer
+
+log = logging.getLogger("wes")
+_type = type  # `type` is a parameter name below
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A running channel as seen when asked: its id, the node address that owns it, and the
+    ids of its actors at that moment."""
+
+    id: Ident
+    owner: str
+    actors: tuple[Ident, ...]
+    _node: Node | None = field(default=None, repr=False, compare=False)
+
+    async def command(self, name: str, /, *args: Any, **kwargs: Any) -> None:
+        """`node.command(self.id, name, ...)`."""
+        if self._node is None:
+            raise ChannelNotStarted(f"channel {self.id!r} has no node to reach")
+        await self._node.command(self.id, name, *args, **kwargs)
+
+
+def _positive(what: str, value: Any, *, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        allowed = "a positive number or None" if optional else "a positive number"
+        raise InvalidConfig(f"{what} must be {allowed}, not {value!r}")
+    return float(value)
+
+
+class Node:
+    """Runs channels and their actors.
+
+    Register types with `actor_type` and `channel_type`, then use the node inside
+    `async with node:`; on exit every channel stops normally (saving) and the node closes
+    its backends.
+
+    Args:
+        store: where actor states persist; default `SqliteStore("wes.db")`.
+        registry: leases for channels and actors; default an in-process `MemoryRegistry`.
+        stats: receives every event; default none.
+        codec: turns states into bytes; default `JsonCodec`.
+        address: this node's address in the registry; default host:pid:random.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        registry: Registry | None = None,
+        stats: Stats | None = None,
+        codec: Codec | None = None,
+        *,
+        address: str | None = None,
+    ) -> None:
+        if store is None:
+            from ._backends.sqlite import SqliteStore
+
+            store = SqliteStore("wes.db")
+        self.store = store
+        self.registry = registry if registry is not None else MemoryRegistry()
+        self.stats = stats if stats is not None else NullStats()
+        self.codec = codec if codec is not None else JsonCodec()
+        self.address = address or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stats_on = not isinstance(self.stats, NullStats)
+        self._channel_types: dict[str, ChannelConf] = {}
+        self._actor_types: dict[str, ActorConf] = {}
+        self._channels: dict[Ident, Channel] = {}
+        self._actors: dict[Ident, Actor] = {}
+        self._starting: dict[Ident, asyncio.Future[None]] = {}
+        self._releases: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: dict[int, Writer] = {}
+        self._renewals: list[Channel] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wheel: Wheel | None = None
+        self._state: Literal["new", "running", "closing", "closed"] = "new"
+
+    # -- configuration --------------------------------------------------------------------
+
+    def actor_type(
+        self,
+        type: str,
+        cls: type[Actor],
+        *,
+        store: Store | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        """Register an actor class under `type`, optionally with its own store and registry."""
+        if not isinstance(type, str) or not type:
+            raise InvalidConfig(f"actor type must be a non-empty str, not {type!r}")
+        if not (isinstance(cls, _type) and issubclass(cls, Actor)):
+            raise InvalidConfig(f"actor type {type!r}: {cls!r} is not a wes.Actor subclass")
+        self._actor_types[type] = ActorConf(
+            type, cls, store or self.store, registry or self.registry, has_own_key(cls)
+        )
+
+    def channel_type(
+        self,
+        type: str,
+        *,
+        idle_timeout: float | None = 300.0,
+        save_interval: float | None = 60.0,
+        lease: float = 30.0,
+        durability: Literal["periodic", "command"] = "periodic",
+        registry: Registry | None = None,
+    ) -> None:
+        """Register a channel type and its timeouts, lease and durability."""
+        if not isinstance(type, str) or not type:
+            raise InvalidConfig(f"channel type must be a non-empty str, not {type!r}")
+        where = f"channel type {type!r}"
+        idle = _positive(f"{where}: idle_timeout", idle_timeout, optional=True)
+        interval = _positive(f"{where}: save_interval", save_interval, optional=True)
+        lease_s = _positive(f"{where}: lease", lease, optional=False)
+        if durability not in ("periodic", "command"):
+            raise InvalidConfig(
+                f"{where}: durability must be 'periodic' or 'command', not {durability!r}"
+            )
+        assert lease_s is not None
+        self._channel_types[type] = ChannelConf(
+            type, idle, interval, lease_s, durability == "command", registry or self.registry
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Start the node; `async with node` calls this."""
+        if self._state != "new":
+            raise NodeNotRunning(f"node {self.address} was already started ({self._state})")
+        self._loop = asyncio.get_running_loop()
+        self._wheel = Wheel(self._loop)
+        self._state = "running"
+
+    async def aclose(self) -> None:
+        """Stop every channel normally (saving), then close the backends. Idempotent."""
+        if self._state in ("closing", "closed"):
+            return
+        if self._state == "new":
+            self._state = "closed"
+            await self._close_backends()
+            return
+        self._state = "closing"
+        for ident in list(self._channels):
+            await self._stop_at_close(ident)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._releases, return_exceptions=True)
+        assert self._wheel is not None
+        self._wheel.close()
+        self._state = "closed"
+        await self._close_backends()
+
+    async def _stop_at_close(self, ident: Ident) -> None:
+        ch = self._channels.get(ident)
+        if ch is None:
+            return
+        try:
+            await ch.acquire()
+            try:
+                await ch.stop_in_turn("normal")
+            finally:
+                ch.release()
+        except ChannelNotStarted:
+            pass
+        except Exception as exc:  # counted by the channel; dropping state silently is worse
+            log.error("channel %r could not save when the node stopped: %r", ident, exc)
+            if ch.running:
+                await ch.crash(exc)
+
+    async def _close_backends(self) -> None:
+        seen: set[int] = set()
+        backends: list[Any] = [self.store, self.registry]
+        for conf in self._actor_types.values():
+            backends += [conf.store, conf.registry]
+        for conf_c in self._channel_types.values():
+            backends.append(conf_c.registry)
+        for backend in backends:
+            if id(backend) not in seen:
+                seen.add(id(backend))
+                await backend.aclose()
+
+    # -- services for channels ------------------------------------------------------------
+
+    @property
+    def wheel(self) -> Wheel:
+        assert self._wheel is not None
+        return self._wheel
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def event(
+        self,
+        kind: str,
+        name: str,
+        ident: Ident,
+        seconds: float | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._stats_on:
+            try:
+                self.stats.event(kind, name, ident, seconds, error)
+            except Exception:  # a broken stats sink must not break channels
+                log.exception("stats sink failed on %s %s", kind, name)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coro` as a task the node tracks, cancels and awaits on close."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # already delivered to its caller or counted; don't log twice
+
+    def writer(self, store: Store) -> Writer:
+        writer = self._writers.get(id(store))
+        if writer is None:
+            writer = self._writers[id(store)] = Writer(store, self.spawn)
+        return writer
+
+    def actor_conf(self, actor_type: str) -> ActorConf:
+        return self._actor_types[actor_type]
+
+    def forget_channel(self, ch: Channel) -> None:
+        if self._channels.get(ch.id) is ch:
+            del self._channels[ch.id]
+        for actor in ch.actors:
+            self.forget_actor(actor)
+
+    def forget_actor(self, actor: Actor) -> None:
+        if self._actors.get(actor._wes_id) is actor:
+            del self._actors[actor._wes_id]
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        """Release claims in their registries; tracked so a restart waits for it."""
+        task = asyncio.get_running_loop().create_task(self._release(claims))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+        await asyncio.shield(task)
+
+    async def _release(self, claims: Sequence[Claim]) -> None:
+        for registry, group in self._by_registry(claims).items():
+            try:
+                await registry.release(group)
+            except Exception as exc:  # the claims expire by themselves
+                log.warning("could not release %d claims: %r", len(group), exc)
+
+    def _by_registry(self, claims: Sequence[Claim]) -> dict[Registry, list[Claim]]:
+        groups: dict[Registry, list[Claim]] = {}
+        for claim in claims:
+            if claim.kind == "channel":
+                registry = self._channel_types[claim.ident[0]].registry
+            else:
+                registry = self._actor_types[claim.ident[0]].registry
+            groups.setdefault(registry, []).append(claim)
+        return groups
+
+    def renew_later(self, ch: Channel) -> None:
+        """Queue a channel's claims for the next batched renewal."""
+        if not self._renewals:
+            asyncio.get_running_loop().call_soon(self._flush_renewals)
+        self._renewals.append(ch)
+
+    def _flush_renewals(self) -> None:
+        channels, self._renewals = self._renewals, []
+        if self._state == "running" and channels:
+            self.spawn(self._renew(channels))
+
+    async def _renew(self, channels: list[Channel]) -> None:
+        sent_at = self.now()
+        owners: list[Channel] = []
+        claims: list[Claim] = []
+        for ch in channels:
+            if ch.running:
+                for claim in ch.claims():
+                    owners.append(ch)
+                    claims.append(claim)
+        verdict: dict[int, bool] = {}
+        failed: set[int] = set()
+        for registry, group in self._by_registry(claims).items():
+            try:
+                results = await registry.renew(group)
+            except Exception as exc:
+                log.warning("lease renewal failed: %r", exc)
+                failed.update(id(c) for c in group)
+                continue
+            for claim, ok in zip(group, results, strict=True):
+                verdict[id(claim)] = ok
+        outcome: dict[Channel, bool | None] = {}
+        for ch, claim in zip(owners, claims, strict=True):
+            if id(claim) in failed:
+                outcome[ch] = None if outcome.get(ch, True) is not False else False
+            elif not verdict[id(claim)]:
+                outcome[ch] = False
+            else:
+                outcome.setdefault(ch, True)
+        for ch, ok in outcome.items():
+            if ok is None:
+                ch.renew_failed(self.now())
+            else:
+                ch.renewed(ok, sent_at)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._state != "running":
+            raise NodeNotRunning(
+                f"node {self.address} is {self._state}: use it inside `async with node:`"
+            )
+
+    def _channel_conf(self, channel: Any) -> ChannelConf:
+        check_id(channel, "channel")
+        conf = self._channel_types.get(channel[0])
+        if conf is None:
+            raise UnknownChannelType(
+                f"channel type {channel[0]!r} of {channel!r} is not registered: "
+                f"call node.channel_type({channel[0]!r}) first"
+            )
+        return conf
+
+    def _check_specs(self, specs: Any) -> list[Spec]:
+        out = as_specs(specs)
+        for spec in out:
+            if spec.actor[0] not in self._actor_types:
+                raise UnknownActorType(
+                    f"actor type {spec.actor[0]!r} of {spec.actor!r} is not registered: "
+                    f"call node.actor_type({spec.actor[0]!r}, cls) first"
+                )
+        return out
+
+    def _not_started(self, channel: Any) -> WesError:
+        self._check_running()
+        try:
+            self._channel_conf(channel)
+        except WesError as exc:
+            return exc
+        return ChannelNotStarted(f"channel {channel!r} is not running on this node")
+
+    # -- operations -----------------------------------------------------------------------
+
+    async def command(self, channel: Ident, name: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send a command to every actor of the channel; returns once all handled it.
+
+        Raises `ChannelNotStarted`, `UnknownCommand`, or the very exception an actor raised
+        (then the channel stopped without saving).
+        """
+        try:
+            ch = self._channels.get(channel)
+        except TypeError:
+            ch = None
+        if ch is None:
+            raise self._not_started(channel)
+        if self._stats_on:
+            return await self._command_counted(ch, name, args, kwargs)
+        if ch.busy or ch.has_async:
+            return await ch.run_command(name, args, kwargs)
+        # The fast path: the channel is free and every handler is synchronous, so nothing
+        # else can run on this loop until we are done; no lock, no task, no future.
+        ch.last_active = self._loop.time()  # type: ignore[union-attr]
+        try:
+            handled = ch.apply_sync(name, args, kwargs)
+        except BaseException as exc:
+            await ch.crash(exc)
+            raise
+        if not handled:
+            return ch.unhandled(name)  # raises UnknownCommand unless the channel is empty
+        if not ch.dirty:
+            ch.mark_dirty()
+        if ch.stopping or ch.leaving or ch.conf.durable:
+            await asyncio.shield(self.spawn(ch.finish_in_turn()))
+
+    async def _command_counted(
+        self, ch: Channel, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        started = self._loop.time() if self.stats.timed else None  # type: ignore[union-attr]
+        self.event("command", name if isinstance(name, str) else repr(name), ch.id)
+        try:
+            if ch.busy or ch.has_async:
+                await ch.run_command(name, args, kwargs)
+                return
+            ch.last_active = self.now()
+            try:
+                handled = ch.apply_sync(name, args, kwargs)
+            except BaseException as exc:
+                await ch.crash(exc)
+                raise
+            if not handled:
+                ch.unhandled(name)
+                return
+            if not ch.dirty:
+                ch.mark_dirty()
+            if ch.stopping or ch.leaving or ch.conf.durable:
+                await asyncio.shield(self.spawn(ch.finish_in_turn()))
+        finally:
+            if started is not None:
+                self.stats.event("command_latency", name, ch.id, self.now() - started)
+
+    async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Ask one actor for a view of its state. Raises `ActorNotActive`, `UnknownRead`, or
+        what the handler raised (the channel keeps running)."""
+        try:
+            a = self._actors.get(actor)
+        except TypeError:
+            a = None
+        if a is None:
+            self._check_running()
+            check_id(actor, "actor")
+            raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
+        handler = a._wes_reads.get(name)
+        ch = a._wes_ch
+        assert ch is not None
+        if self._stats_on:
+            self.event("read", name if isinstance(name, str) else repr(name), actor)
+        if handler is None or ch.busy:
+            return await self._read_slow(a, ch, name, args, kwargs)
+        ch.last_active = self._loop.time()  # type: ignore[union-attr]
+        return handler(a, *args, **kwargs)
+
+    async def _read_slow(
+        self, a: Actor, ch: Channel, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        handler = a._wes_reads.get(name) or a._wes_async_reads.get(name)
+        if handler is None:
+            if not isinstance(name, str):
+                raise InvalidName(f"read name must be a str, not {name!r}")
+            raise UnknownRead(f"actor {a._wes_id!r} has no read {name!r}")
+        await ch.acquire()
+        try:
+            if a._wes_ch is not ch:
+                raise ActorNotActive(f"actor {a._wes_id!r} left channel {ch.id!r}")
+            ch.last_active = self.now()
+            result = handler(a, *args, **kwargs)
+            if asyncio.iscoroutine(result):
+                from ._channel import _holding
+
+                token = _holding.set((*_holding.get(), ch))
+                try:
+                    result = await result
+                finally:
+                    _holding.reset(token)
+            return result
+        finally:
+            ch.release()
+
+    async def status(self, channel: Ident) -> ChannelRef | None:
+        """The running channel, or `None`."""
+        self._check_running()
+        conf_error = None
+        try:
+            self._channel_conf(channel)
+        except WesError as exc:
+            conf_error = exc
+        if conf_error is not None:
+            raise conf_error
+        ch = self._channels.get(channel)
+        return None if ch is None else self._ref(ch)
+
+    def _ref(self, ch: Channel) -> ChannelRef:
+        return ChannelRef(ch.id, self.address, tuple(a._wes_id for a in ch.actors), self)
+
+    async def stop_channel(self, channel: Ident) -> None:
+        """Stop the channel normally: save (where `should_save`), release every claim."""
+        ch = self._running(channel)
+        await ch.acquire()
+        try:
+            await ch.stop_in_turn("normal")
+        finally:
+            ch.release()
+
+    def _running(self, channel: Any) -> Channel:
+        try:
+            ch = self._channels.get(channel)
+        except TypeError:
+            ch = None
+        if ch is None:
+            raise self._not_started(channel)
+        return ch
+
+    async def create_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
+        """Start a channel with its actors. Fails with `ChannelAlreadyStarted` or a spec
+        error; then nothing started and every claim taken was released."""
+        self._check_running()
+        conf = self._channel_conf(channel)
+        spec_list = self._check_specs(specs)
+        if channel in self._channels or channel in self._starting:
+            raise ChannelAlreadyStarted(f"channel {channel!r} is already running")
+        return self._ref(await self._start(channel, conf, spec_list))
+
+    async def ensure_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
+        """The running channel (given the specs' missing actors), or a new one."""
+        self._check_running()
+        conf = self._channel_conf(channel)
+        spec_list = self._check_specs(specs)
+        while True:
+            ch = self._channels.get(channel)
+            if ch is not None:
+                await self._add_actors(ch, spec_list, ensure=True)
+                return self._ref(ch)
+            starting = self._starting.get(channel)
+            if starting is None:
+                return self._ref(await self._start(channel, conf, spec_list))
+            await asyncio.shield(starting)
+
+    async def create_actor(self, channel: Ident, specs: Any) -> None:
+        """Add new actors to a running channel. Fails with `ChannelNotStarted`,
+        `ActorAlreadyInChannel` or a spec error; the channel stays as it was."""
+        ch = self._running(channel)
+        await self._add_actors(ch, self._check_specs(specs), ensure=False)
+
+    async def ensure_actor(self, channel: Ident, specs: Any) -> None:
+        """Like `create_actor`, but actors already in the channel are fine."""
+        ch = self._running(channel)
+        await self._add_actors(ch, self._check_specs(specs), ensure=True)
+
+    # -- starting channels and adding actors ----------------------------------------------
+
+    async def _start(self, channel: Ident, conf: ChannelConf, specs: list[Spec]) -> Channel:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._starting[channel] = done
+        try:
+            if self._releases:  # a stopped channel's claims may still be on their way out
+                await asyncio.gather(*self._releases, return_exceptions=True)
+            self._check_local_locks(specs, channel)
+            claims = await self._claim(
+                [("channel", channel)], self.address, conf.registry, conf.lease
+            )
+            ch = Channel(self, channel, conf, claims[0], self.now())
+            try:
+                actors = await self._load(ch, specs)
+            except BaseException:
+                await self.release(claims)
+                raise
+            self._channels[channel] = ch
+            self._attach(ch, actors)
+            self.event("start", "channel", channel)
+            ch.reschedule()
+            return ch
+        finally:
+            del self._starting[channel]
+            done.set_result(None)
+
+    async def _add_actors(self, ch: Channel, specs: list[Spec], *, ensure: bool) -> None:
+        await ch.acquire()
+        try:
+            present = {a._wes_id for a in ch.actors}
+            missing = []
+            for spec in specs:
+                if spec.actor in present:
+                    if not ensure:
+                        raise ActorAlreadyInChannel(
+                            f"actor {spec.actor!r} is already in channel {ch.id!r}"
+                        )
+                else:
+                    missing.append(spec)
+            if not missing:
+                return
+            self._check_local_locks(missing, ch.id)
+            actors = await self._load(ch, missing)
+            if not ch.running:
+                await self.release([a._wes_claim for a in actors])
+                raise ChannelNotStarted(f"channel {ch.id!r} stopped")
+            self._attach(ch, actors)
+        finally:
+            ch.release()
+
+    def _attach(self, ch: Channel, actors: list[Actor]) -> None:
+        ch.add(actors)
+        for actor in actors:
+            self._actors[actor._wes_id] = actor
+            self.event("start", "actor", actor._wes_id)
+            if actor._wes_dirty:
+                ch.mark_dirty()
+
+    def _check_local_locks(self, specs: list[Spec], channel: Ident) -> None:
+        for spec in specs:
+            actor = self._actors.get(spec.actor)
+            if actor is not None and actor._wes_ch is not None:
+                raise ActorAlreadyLocked(
+                    f"actor {spec.actor!r} is active in channel {actor._wes_ch.id!r}"
+                )
+
+    async def _load(self, ch: Channel, specs: list[Spec]) -> list[Actor]:
+        """Claim the actors for the channel, then build them; all or nothing."""
+        by_registry: dict[Registry, list[Ident]] = {}
+        for spec in specs:
+            registry = self._actor_types[spec.actor[0]].registry
+            by_registry.setdefault(registry, []).append(spec.actor)
+        claims: list[Claim] = []
+        try:
+            for registry, idents in by_registry.items():
+                names: list[tuple[ClaimKind, Ident]] = [("actor", i) for i in idents]
+                claims += await self._claim(names, ch.id, registry, ch.conf.lease)
+            by_id = {c.ident: c for c in claims}
+            return await build_actors(self, specs, by_id)
+        except BaseException:
+            await self.release(claims)
+            raise
+
+    async def _claim(
+        self,
+        names: list[tuple[ClaimKind, Ident]],
+        holder: Hashable,
+        registry: Registry,
+        lease: float,
+    ) -> list[Claim]:
+        try:
+            return await registry.claim(names, holder, lease)
+        except NameTaken as taken:
+            if taken.kind == "channel":
+                raise ChannelAlreadyStarted(
+                    f"channel {taken.ident!r} is already running at {taken.holder!r}"
+                ) from None
+            raise ActorAlreadyLocked(
+                f"actor {taken.ident!r} is active in channel {taken.holder!r}"
+            ) from None
+        except WesError:
+            raise
+        except Exception as exc:
+            raise RegistryUnavailable(f"registry claim failed: {exc!r}") from exc
+

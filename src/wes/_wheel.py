@@ -1,0 +1,86 @@
+"""One shared timer structure for every channel of a node.
+
+Channels are passive objects: instead of a task or a `call_later` handle each, a channel
+asks the wheel to wake it at its next deadline (idle timeout, save, lease renewal or actor
+timer, whichever is first). The wheel keeps the waiting channels in slots of `resolution`
+seconds (a list each, so a waiting channel costs one pointer) and arms a single loop
+callback for the earliest slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+from typing import Protocol
+
+
+class Sleeper(Protocol):
+    """What the wheel wakes."""
+
+    wake_slot: int | None
+
+    def wake(self, now: float) -> None: ...
+
+
+class Wheel:
+    """Wakes sleepers at (not before) the deadlines they ask for, to `resolution` seconds."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.001) -> None:
+        self._loop = loop
+        self._res = resolution
+        self._slots: dict[int, list[Sleeper]] = {}
+        self._heap: list[int] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed: int | None = None
+        self._closed = False
+
+    def schedule(self, sleeper: Sleeper, when: float) -> None:
+        """Wake `sleeper` at `when` (loop time) unless it already waits for an earlier slot."""
+        if self._closed:
+            return
+        slot = math.ceil(when / self._res)
+        current = sleeper.wake_slot
+        if current is not None and current <= slot:
+            return
+        # An entry in a later slot stays behind; `_fire` skips it as stale.
+        sleeper.wake_slot = slot
+        entries = self._slots.get(slot)
+        if entries is None:
+            self._slots[slot] = [sleeper]
+            heapq.heappush(self._heap, slot)
+            if self._armed is None or slot < self._armed:
+                self._arm(slot)
+        else:
+            entries.append(sleeper)
+
+    def _arm(self, slot: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = slot
+        self._handle = self._loop.call_at(slot * self._res, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._armed = None
+        now = self._loop.time()
+        # call_at may run a hair early (the loop rounds by its clock resolution).
+        due = math.floor(now / self._res + 1e-6)
+        heap, slots = self._heap, self._slots
+        while heap and heap[0] <= due:
+            slot = heapq.heappop(heap)
+            for sleeper in slots.pop(slot):
+                if sleeper.wake_slot == slot:
+                    sleeper.wake_slot = None
+                    sleeper.wake(now)
+        if heap and not self._closed:
+            self._arm(heap[0])
+
+    def close(self) -> None:
+        """Forget every sleeper; nothing wakes after this."""
+        self._closed = True
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+        self._slots.clear()
+        self._heap.clear()
