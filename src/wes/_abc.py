@@ -46,7 +46,7 @@ class NameTaken(Exception):
         self.holder = holder
 
 
-class AsyncResource(ABC):
+class AsyncResource(ABC):  # noqa: B024 - abstract only through its subclasses
     """A backend that closes with an idempotent `aclose()` and works as `async with`."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing

@@ -37,7 +37,7 @@ def _marker(attr: str, kind: str) -> Any:
 
     mark.__name__ = kind
     mark.__doc__ = (
-        f"Mark a method as the {kind} handler named after it, or, as `@wes.{kind}(\"name\")`, "
+        f'Mark a method as the {kind} handler named after it, or, as `@wes.{kind}("name")`, '
         f"under that name."
     )
     return mark
@@ -57,7 +57,7 @@ class Actor:
 
     # Internal fields live in slots, out of `__dict__`, so the default `to_state` sees only
     # the user's attributes and each actor stays small.
-    __slots__ = ("__dict__", "_wes_id", "_wes_ch", "_wes_claim", "_wes_dirty")
+    __slots__ = ("__dict__", "_wes_ch", "_wes_claim", "_wes_dirty", "_wes_id")
 
     _wes_commands: ClassVar[dict[str, Callable[..., Any]]] = {}
     _wes_async_commands: ClassVar[dict[str, Callable[..., Any]]] = {}
@@ -129,7 +129,7 @@ class Actor:
         """Called when the timer `name` fires. May be `async def` in subclasses."""
 
     def _channel_or_raise(self, what: str) -> Channel:
-        ch = getattr(self, "_wes_ch", None)
+        ch: Channel | None = getattr(self, "_wes_ch", None)
         if ch is None:
             raise RuntimeError(f"{what}() needs the actor to be in a running channel")
         return ch

@@ -8,6 +8,7 @@ idle timeouts, periodic saves and lease renewals come from the node's shared whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -46,7 +47,7 @@ RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a fail
 class ChannelConf:
     """The settings of a channel type."""
 
-    type: str
+    name: str
     idle_timeout: float | None
     save_interval: float | None
     lease: float
@@ -58,14 +59,14 @@ class ChannelConf:
 class ActorConf:
     """The settings of an actor type."""
 
-    type: str
+    name: str
     cls: type[Actor]
     store: Store
     registry: Registry
     own_key: bool
 
     def key(self, name: str | int) -> str:
-        return self.cls.key(name) if self.own_key else f"{self.type}/{name}"
+        return self.cls.key(name) if self.own_key else f"{self.name}/{name}"
 
 
 class Timer:
@@ -319,7 +320,9 @@ class Channel:
                 raise StateNotEncodable(
                     f"cannot encode the state of actor {actor._wes_id!r}: {exc}"
                 ) from exc
-            write = Write(conf.key(actor._wes_id[1]), data, conf.cls.version, actor._wes_claim.token)
+            write = Write(
+                conf.key(actor._wes_id[1]), data, conf.cls.version, actor._wes_claim.token
+            )
             batches.setdefault(node.writer(conf.store), []).append(write)
         return batches
 
@@ -425,7 +428,9 @@ class Channel:
         if not self.running:
             return
         claims = self.detach()
-        self.node.event("stop", "lease_lost" if lease_lost else type(exc).__name__, self.id, error=exc)
+        self.node.event(
+            "stop", "lease_lost" if lease_lost else type(exc).__name__, self.id, error=exc
+        )
         await self.node.release(claims)
 
     def crash_later(self, exc: BaseException, *, lease_lost: bool = False) -> None:
@@ -440,7 +445,9 @@ class Channel:
         if not self.running:
             return
         if now >= self.lease_until:
-            self.crash_later(LeaseLost(f"channel {self.id!r} could not renew its lease"), lease_lost=True)
+            self.crash_later(
+                LeaseLost(f"channel {self.id!r} could not renew its lease"), lease_lost=True
+            )
             return
         if now >= self.renew_due:
             self.renew_due = float("inf")  # until the renewal answers
@@ -475,18 +482,15 @@ class Channel:
                 self.reschedule()
 
     async def stop_idle(self) -> None:
-        try:
+        # A failed save was counted; the channel runs on and retries after another period.
+        with contextlib.suppress(WesError):
             await self.stop_in_turn("idle")
-        except WesError:
-            pass  # counted as a save error; the channel runs on and retries at the next wake
         if self.running:
             self.last_active = self.node.now()  # retry after another idle period
 
     async def fire_timers(self) -> None:
         now = self.node.now()
-        due = sorted(
-            (t for t in (self.timers or {}).values() if t.due <= now), key=lambda t: t.due
-        )
+        due = sorted((t for t in (self.timers or {}).values() if t.due <= now), key=lambda t: t.due)
         for timer in due:
             if not self.running or self.timers is None:
                 return
@@ -510,10 +514,9 @@ class Channel:
                 return
             self.mark_dirty()
         if self.running:
-            try:
+            # A failure was counted, and the channel stopped (durable) or runs on.
+            with contextlib.suppress(Exception):
                 await self.finish()
-            except Exception:
-                pass  # already counted and the channel stopped (durable) or runs on
 
     def reschedule(self) -> None:
         deadline = min(self.renew_due, self.lease_until)

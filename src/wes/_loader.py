@@ -63,7 +63,7 @@ def _build(node: Node, spec: Spec, conf: ActorConf, key: str, record: Record | N
 def _create(cls: type[Actor], spec: Spec) -> Actor:
     actor = cls.__new__(cls)
     _init_slots(actor, spec.actor, dirty=True)  # so that `self.id` works in __init__
-    actor.__init__(*spec.args)
+    cls.__init__(actor, *spec.args)
     return actor
 
 

@@ -24,7 +24,6 @@ from ._errors import (
     ChannelAlreadyStarted,
     ChannelNotStarted,
     InvalidConfig,
-    InvalidId,
     InvalidName,
     NodeNotRunning,
     RegistryUnavailable,
@@ -331,30 +330,24 @@ class Node:
                 for claim in ch.claims():
                     owners.append(ch)
                     claims.append(claim)
-        verdict: dict[int, bool] = {}
-        failed: set[int] = set()
+        # Per claim: True renewed, False lost, None the registry did not answer.
+        verdict: dict[int, bool | None] = {}
         for registry, group in self._by_registry(claims).items():
             try:
-                results = await registry.renew(group)
+                results: list[bool | None] = list(await registry.renew(group))
             except Exception as exc:
                 log.warning("lease renewal failed: %r", exc)
-                failed.update(id(c) for c in group)
-                continue
-            for claim, ok in zip(group, results, strict=True):
-                verdict[id(claim)] = ok
+                results = [None] * len(group)
+            verdict.update(zip(map(id, group), results, strict=True))
         outcome: dict[Channel, bool | None] = {}
         for ch, claim in zip(owners, claims, strict=True):
-            if id(claim) in failed:
-                outcome[ch] = None if outcome.get(ch, True) is not False else False
-            elif not verdict[id(claim)]:
-                outcome[ch] = False
-            else:
-                outcome.setdefault(ch, True)
-        for ch, ok in outcome.items():
-            if ok is None:
+            if outcome.get(ch, True) is not False:  # one lost claim loses the channel
+                outcome[ch] = verdict[id(claim)] if outcome.get(ch, True) else None
+        for ch, renewed in outcome.items():
+            if renewed is None:
                 ch.renew_failed(self.now())
             else:
-                ch.renewed(ok, sent_at)
+                ch.renewed(renewed, sent_at)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -673,4 +666,3 @@ class Node:
             raise
         except Exception as exc:
             raise RegistryUnavailable(f"registry claim failed: {exc!r}") from exc
-

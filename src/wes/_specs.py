@@ -45,9 +45,7 @@ def check_id(ident: Any, what: str) -> Ident:
         and type(ident[1]) in (str, int)
     ):
         return ident
-    raise InvalidId(
-        f"{what} id must be a (type: str, name: str | int) tuple, not {ident!r}"
-    )
+    raise InvalidId(f"{what} id must be a (type: str, name: str | int) tuple, not {ident!r}")
 
 
 def as_specs(specs: Any) -> list[Spec]:

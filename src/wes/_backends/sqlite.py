@@ -50,7 +50,9 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL"):
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise InvalidConfig(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+            raise InvalidConfig(
+                f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
+            )
         self.path = os.fspath(path)
         self._synchronous = synchronous
         self._executor: ThreadPoolExecutor | None = None
