@@ -280,8 +280,8 @@ class Channel:
             self.release()
 
     async def finish_in_turn(self) -> None:
-        """After a command applied on the fast path: durable save, leave, stop."""
-        self.busy = True  # nothing awaited since the command applied: the turn is ours
+        """After a command applied on the fast path: durable save, leave, stop. The caller
+        took the turn (set `busy`) before spawning this."""
         try:
             await self.finish()
         finally:

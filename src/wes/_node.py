@@ -416,18 +416,20 @@ class Node:
         if not ch.dirty:
             ch.mark_dirty()
         if ch.stopping or ch.leaving or ch.conf.durable:
+            ch.busy = True  # nothing was awaited since the check above: the turn is ours
             await asyncio.shield(self.spawn(ch.finish_in_turn()))
 
     async def _command_counted(
         self, ch: Channel, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        started = self._loop.time() if self.stats.timed else None  # type: ignore[union-attr]
-        self.event("command", name if isinstance(name, str) else repr(name), ch.id)
+        loop = self._loop
+        assert loop is not None
+        started = loop.time()
         try:
             if ch.busy or ch.has_async:
                 await ch.run_command(name, args, kwargs)
                 return
-            ch.last_active = self.now()
+            ch.last_active = started
             try:
                 handled = ch.apply_sync(name, args, kwargs)
             except BaseException as exc:
@@ -439,10 +441,12 @@ class Node:
             if not ch.dirty:
                 ch.mark_dirty()
             if ch.stopping or ch.leaving or ch.conf.durable:
+                ch.busy = True
                 await asyncio.shield(self.spawn(ch.finish_in_turn()))
         finally:
-            if started is not None:
-                self.stats.event("command_latency", name, ch.id, self.now() - started)
+            seconds = loop.time() - started if self.stats.timed else None
+            label = name if isinstance(name, str) else repr(name)
+            self.event("command", label, ch.id, seconds)
 
     async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Ask one actor for a view of its state. Raises `ActorNotActive`, `UnknownRead`, or

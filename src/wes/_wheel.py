@@ -4,7 +4,10 @@ Channels are passive objects: instead of a task or a `call_later` handle each, a
 asks the wheel to wake it at its next deadline (idle timeout, save, lease renewal or actor
 timer, whichever is first). The wheel keeps the waiting channels in slots of `resolution`
 seconds (a list each, so a waiting channel costs one pointer) and arms a single loop
-callback for the earliest slot.
+callback for the earliest slot. Deadlines further than `horizon` seconds away go to coarse
+slots that fire a little early; the woken channel then finds nothing due and asks again, now
+precisely. This keeps the number of slots (and their memory) small when a million idle
+channels wait for timeouts that are spread over many milliseconds.
 """
 
 from __future__ import annotations
@@ -26,9 +29,17 @@ class Sleeper(Protocol):
 class Wheel:
     """Wakes sleepers at (not before) the deadlines they ask for, to `resolution` seconds."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.001) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        resolution: float = 0.001,
+        horizon: float = 1.0,
+        coarse: float = 0.25,
+    ) -> None:
         self._loop = loop
         self._res = resolution
+        self._horizon = horizon
+        self._coarse_slots = round(coarse / resolution)
         self._slots: dict[int, list[Sleeper]] = {}
         self._heap: list[int] = []
         self._handle: asyncio.TimerHandle | None = None
@@ -39,7 +50,11 @@ class Wheel:
         """Wake `sleeper` at `when` (loop time) unless it already waits for an earlier slot."""
         if self._closed:
             return
-        slot = math.ceil(when / self._res)
+        if when - self._loop.time() > self._horizon:
+            step = self._coarse_slots
+            slot = math.floor(when / self._res / step) * step
+        else:
+            slot = math.ceil(when / self._res)
         current = sleeper.wake_slot
         if current is not None and current <= slot:
             return
