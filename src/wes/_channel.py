@@ -19,7 +19,6 @@ from ._abc import Claim, Ident, Registry, Store, Write
 from ._actor import Actor
 from ._errors import (
     ChannelNotStarted,
-    InvalidName,
     LeaseLost,
     ReentrantCall,
     StaleToken,
@@ -247,9 +246,7 @@ class Channel:
                 handler(actor, *args, **kwargs)
         return handled
 
-    def unhandled(self, name: Any) -> None:
-        if not isinstance(name, str):
-            raise InvalidName(f"command name must be a str, not {name!r}")
+    def unhandled(self, name: str) -> None:
         if self.actors:
             raise UnknownCommand(f"no actor of channel {self.id!r} handles command {name!r}")
         self.node.event("dead_letter", name, self.id)
@@ -336,6 +333,7 @@ class Channel:
             return
         if self.node.now() >= self.lease_until:
             raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
+        started = self.node.now()
         batches = self.snapshot()
         saved = list(self.actors)
         for actor in saved:
@@ -352,7 +350,8 @@ class Channel:
             self.dirty = True
             raise
         if batches:
-            self.node.event("save", "ok", self.id)
+            seconds = self.node.now() - started if self.node.stats.timed else None
+            self.node.event("save", "ok", self.id, seconds)
 
     async def save_or_die(self) -> None:
         """A durable save: if it fails, memory is ahead of the store, so the channel stops
@@ -361,7 +360,7 @@ class Channel:
             await self.save()
         except BaseException as exc:
             self.node.event("save", "error", self.id, error=exc)
-            await self.crash(exc)
+            await self.crash(exc, lease_lost=isinstance(exc, StaleToken | LeaseLost))
             raise
 
     async def periodic_save(self) -> None:

@@ -399,6 +399,8 @@ class Node:
             ch = None
         if ch is None:
             raise self._not_started(channel)
+        if not isinstance(name, str):
+            raise InvalidName(f"command name must be a str, not {name!r}")
         if self._stats_on:
             return await self._command_counted(ch, name, args, kwargs)
         if ch.busy or ch.has_async:
@@ -445,8 +447,7 @@ class Node:
                 await asyncio.shield(self.spawn(ch.finish_in_turn()))
         finally:
             seconds = loop.time() - started if self.stats.timed else None
-            label = name if isinstance(name, str) else repr(name)
-            self.event("command", label, ch.id, seconds)
+            self.event("command", name, ch.id, seconds)
 
     async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Ask one actor for a view of its state. Raises `ActorNotActive`, `UnknownRead`, or
@@ -459,11 +460,13 @@ class Node:
             self._check_running()
             check_id(actor, "actor")
             raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
+        if not isinstance(name, str):
+            raise InvalidName(f"read name must be a str, not {name!r}")
         handler = a._wes_reads.get(name)
         ch = a._wes_ch
         assert ch is not None
         if self._stats_on:
-            self.event("read", name if isinstance(name, str) else repr(name), actor)
+            self.event("read", name, actor)
         if handler is None or ch.busy:
             return await self._read_slow(a, ch, name, args, kwargs)
         ch.last_active = self._loop.time()  # type: ignore[union-attr]
@@ -474,8 +477,6 @@ class Node:
     ) -> Any:
         handler = a._wes_reads.get(name) or a._wes_async_reads.get(name)
         if handler is None:
-            if not isinstance(name, str):
-                raise InvalidName(f"read name must be a str, not {name!r}")
             raise UnknownRead(f"actor {a._wes_id!r} has no read {name!r}")
         await ch.acquire()
         try:
