@@ -99,6 +99,16 @@ class SqliteStore(Store):
     def _read_sync(self, keys: list[str]) -> dict[str, Record]:
         conn = self._connection()
         out: dict[str, Record] = {}
+        conn.execute("BEGIN")  # one snapshot across the chunks: never a torn read
+        try:
+            self._read_chunks(conn, keys, out)
+        finally:
+            conn.execute("COMMIT")
+        return out
+
+    def _read_chunks(
+        self, conn: sqlite3.Connection, keys: list[str], out: dict[str, Record]
+    ) -> None:
         for start in range(0, len(keys), _READ_CHUNK):
             chunk = keys[start : start + _READ_CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -107,7 +117,6 @@ class SqliteStore(Store):
             )
             for key, data, version, token in rows:
                 out[key] = Record(bytes(data), version, token)
-        return out
 
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         if not batches:

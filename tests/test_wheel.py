@@ -1,0 +1,90 @@
+"""The shared timer wheel: wakes sleepers at, never before, their deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+
+from wes._wheel import Wheel
+
+
+class Sleeper:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.wake_slot: int | None = None
+        self.loop = loop
+        self.woken: list[float] = []
+
+    def wake(self, now: float) -> None:
+        self.woken.append(now)
+
+
+async def test_wakes_at_or_after_the_deadline() -> None:
+    """A sleeper wakes once, no earlier than asked and soon after."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop)
+    sleeper = Sleeper(loop)
+    when = loop.time() + 0.05
+    wheel.schedule(sleeper, when)
+    await asyncio.sleep(0.15)
+    assert len(sleeper.woken) == 1
+    assert when <= sleeper.woken[0] < when + 0.05
+    wheel.close()
+
+
+async def test_earlier_deadline_wins_and_later_is_ignored() -> None:
+    """Asking for an earlier wake replaces a later one; asking for a later one is a no-op."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop)
+    sleeper = Sleeper(loop)
+    start = loop.time()
+    wheel.schedule(sleeper, start + 0.2)
+    wheel.schedule(sleeper, start + 0.03)
+    wheel.schedule(sleeper, start + 0.1)
+    await asyncio.sleep(0.3)
+    assert len(sleeper.woken) == 1
+    assert start + 0.03 <= sleeper.woken[0] < start + 0.1
+
+
+async def test_far_deadlines_wake_early_then_are_asked_again() -> None:
+    """A deadline past the horizon wakes the sleeper early, never late, in a coarse slot."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop, horizon=0.1, coarse=0.1)
+    sleeper = Sleeper(loop)
+    when = loop.time() + 0.35
+    wheel.schedule(sleeper, when)
+    await asyncio.sleep(0.5)
+    assert len(sleeper.woken) == 1
+    assert sleeper.woken[0] <= when + 0.01
+
+
+async def test_many_sleepers_share_slots_in_order() -> None:
+    """Sleepers wake in deadline order, each exactly once."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop)
+    order: list[int] = []
+
+    class Ordered(Sleeper):
+        def __init__(self, n: int) -> None:
+            super().__init__(loop)
+            self.n = n
+
+        def wake(self, now: float) -> None:
+            order.append(self.n)
+
+    start = loop.time()
+    sleepers = [Ordered(n) for n in range(50)]
+    for s in reversed(sleepers):
+        wheel.schedule(s, start + 0.01 + s.n * 0.002)
+    await asyncio.sleep(0.3)
+    assert order == list(range(50))
+
+
+async def test_close_forgets_everyone() -> None:
+    """After close nothing wakes and scheduling is ignored."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop)
+    sleeper = Sleeper(loop)
+    wheel.schedule(sleeper, loop.time() + 0.02)
+    wheel.close()
+    wheel.schedule(sleeper, loop.time() + 0.01)
+    await asyncio.sleep(0.08)
+    assert sleeper.woken == []
