@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
 
 from ._abc import Ident
+from ._errors import InvalidName
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -33,7 +34,7 @@ def _marker(attr: str, kind: str) -> Any:
         if callable(arg):
             setattr(arg, attr, arg.__name__)
             return arg
-        raise TypeError(f"@wes.{kind} takes a handler or a name (str), not {arg!r}")
+        raise InvalidName(f"@wes.{kind} takes a handler or a name (str), not {arg!r}")
 
     mark.__name__ = kind
     mark.__doc__ = (

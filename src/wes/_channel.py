@@ -397,8 +397,8 @@ class Channel:
             self.node.event("save", "error", self.id, error=exc)
             raise
         claims = self.detach()
-        self.node.event("stop", reason, self.id)
         await self.node.release(claims)
+        self.node.event("stop", reason, self.id)  # after the release: stopped means free
 
     async def leave_in_turn(self) -> None:
         leaving, self.leaving = self.leaving or [], None
@@ -427,10 +427,9 @@ class Channel:
         if not self.running:
             return
         claims = self.detach()
-        self.node.event(
-            "stop", "lease_lost" if lease_lost else type(exc).__name__, self.id, error=exc
-        )
         await self.node.release(claims)
+        reason = "lease_lost" if lease_lost else type(exc).__name__
+        self.node.event("stop", reason, self.id, error=exc)
 
     def crash_later(self, exc: BaseException, *, lease_lost: bool = False) -> None:
         """Crash from a callback: the claims are released by a task the node tracks."""

@@ -8,7 +8,7 @@ import os
 import socket
 import uuid
 from collections.abc import Coroutine, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -40,23 +40,17 @@ from ._writer import Writer
 
 log = logging.getLogger("wes")
 _type = type  # `type` is a parameter name below
+_CLOSE_CHUNK = 1000  # channels stopped at once when the node closes
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelRef:
-    """A running channel as seen when asked: its id, the node address that owns it, and the
-    ids of its actors at that moment."""
+    """A running channel as seen when asked: its id, the address of the node that owns it,
+    and the ids of its actors at that moment."""
 
     id: Ident
     owner: str
     actors: tuple[Ident, ...]
-    _node: Node | None = field(default=None, repr=False, compare=False)
-
-    async def command(self, name: str, /, *args: Any, **kwargs: Any) -> None:
-        """`node.command(self.id, name, ...)`."""
-        if self._node is None:
-            raise ChannelNotStarted(f"channel {self.id!r} has no node to reach")
-        await self._node.command(self.id, name, *args, **kwargs)
 
 
 def _positive(what: str, value: Any, *, optional: bool) -> float | None:
@@ -191,8 +185,11 @@ class Node:
             await self._close_backends()
             return
         self._state = "closing"
-        for ident in list(self._channels):
-            await self._stop_at_close(ident)
+        # Stop channels many at a time so that their final saves share commits.
+        idents = list(self._channels)
+        for start in range(0, len(idents), _CLOSE_CHUNK):
+            chunk = idents[start : start + _CLOSE_CHUNK]
+            await asyncio.gather(*(self._stop_at_close(ident) for ident in chunk))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._releases, return_exceptions=True)
@@ -459,18 +456,32 @@ class Node:
         if a is None:
             self._check_running()
             check_id(actor, "actor")
+            if actor[0] not in self._actor_types:
+                raise UnknownActorType(f"actor type {actor[0]!r} of {actor!r} is not registered")
             raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
         if not isinstance(name, str):
             raise InvalidName(f"read name must be a str, not {name!r}")
+        if self._stats_on:
+            return await self._read_counted(a, name, args, kwargs)
         handler = a._wes_reads.get(name)
         ch = a._wes_ch
         assert ch is not None
-        if self._stats_on:
-            self.event("read", name, actor)
         if handler is None or ch.busy:
             return await self._read_slow(a, ch, name, args, kwargs)
         ch.last_active = self._loop.time()  # type: ignore[union-attr]
         return handler(a, *args, **kwargs)
+
+    async def _read_counted(
+        self, a: Actor, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        ch = a._wes_ch
+        assert ch is not None
+        started = self.now()
+        try:
+            return await self._read_slow(a, ch, name, args, kwargs)
+        finally:
+            seconds = self.now() - started if self.stats.timed else None
+            self.event("read", name, a._wes_id, seconds)
 
     async def _read_slow(
         self, a: Actor, ch: Channel, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -510,7 +521,7 @@ class Node:
         return None if ch is None else self._ref(ch)
 
     def _ref(self, ch: Channel) -> ChannelRef:
-        return ChannelRef(ch.id, self.address, tuple(a._wes_id for a in ch.actors), self)
+        return ChannelRef(ch.id, self.address, tuple(a._wes_id for a in ch.actors))
 
     async def stop_channel(self, channel: Ident) -> None:
         """Stop the channel normally: save (where `should_save`), release every claim."""
