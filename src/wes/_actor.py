@@ -18,34 +18,39 @@ _COMMAND = "_wes_command_name"
 _READ = "_wes_read_name"
 
 
-def _marker(attr: str, kind: str) -> Any:
-    @overload
-    def mark(arg: F, /) -> F: ...
-    @overload
-    def mark(arg: str, /) -> Callable[[F], F]: ...
-    def mark(arg: Any, /) -> Any:
-        if isinstance(arg, str):
+def _mark(attr: str, kind: str, arg: Any) -> Any:
+    if isinstance(arg, str):
 
-            def named(func: F) -> F:
-                setattr(func, attr, arg)
-                return func
+        def named(func: F) -> F:
+            setattr(func, attr, arg)
+            return func
 
-            return named
-        if callable(arg):
-            setattr(arg, attr, arg.__name__)
-            return arg
-        raise InvalidName(f"@wes.{kind} takes a handler or a name (str), not {arg!r}")
-
-    mark.__name__ = kind
-    mark.__doc__ = (
-        f'Mark a method as the {kind} handler named after it, or, as `@wes.{kind}("name")`, '
-        f"under that name."
-    )
-    return mark
+        return named
+    if callable(arg):
+        setattr(arg, attr, arg.__name__)
+        return arg
+    raise InvalidName(f"@wes.{kind} takes a handler or a name (str), not {arg!r}")
 
 
-command = _marker(_COMMAND, "command")
-read = _marker(_READ, "read")
+@overload
+def command(arg: F, /) -> F: ...
+@overload
+def command(arg: str, /) -> Callable[[F], F]: ...
+def command(arg: Any, /) -> Any:
+    """Mark a method as a command handler named after it, or, as `@wes.command("name")`,
+    under that name. Plain `def` handlers must not block; `async def` ones hold the
+    channel's turn while they run."""
+    return _mark(_COMMAND, "command", arg)
+
+
+@overload
+def read(arg: F, /) -> F: ...
+@overload
+def read(arg: str, /) -> Callable[[F], F]: ...
+def read(arg: Any, /) -> Any:
+    """Mark a method as a read handler named after it, or, as `@wes.read("name")`, under
+    that name. A read returns a view and must not change state."""
+    return _mark(_READ, "read", arg)
 
 
 class Actor:
@@ -75,15 +80,20 @@ class Actor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        tables: dict[str, dict[str, Callable[..., Any]]] = {
-            "c": {},
-            "ac": {},
-            "r": {},
-            "ar": {},
-        }
+        tables: dict[str, dict[str, Callable[..., Any]]] = {"c": {}, "ac": {}, "r": {}, "ar": {}}
+        by_attr: dict[str, list[tuple[str, str]]] = {}  # attribute -> its (table, name)s
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
-                _collect(tables, attr, value)
+                # An override replaces what the attribute registered before, marked or not.
+                for table, name in by_attr.pop(attr, ()):
+                    tables[table].pop(name, None)
+                marks = _marks(value)
+                for table, name in marks:
+                    for other in ("c", "ac") if table in ("c", "ac") else ("r", "ar"):
+                        tables[other].pop(name, None)
+                    tables[table][name] = value
+                if marks:
+                    by_attr[attr] = marks
         cls._wes_commands = tables["c"]
         cls._wes_async_commands = tables["ac"]
         cls._wes_reads = tables["r"]
@@ -166,18 +176,19 @@ class Actor:
         )
 
 
-def _collect(tables: dict[str, dict[str, Callable[..., Any]]], attr: str, value: Any) -> None:
-    func = value
-    if isinstance(func, staticmethod | classmethod):
-        return
-    is_async = inspect.iscoroutinefunction(func)
-    for mark, sync_table, async_table in ((_COMMAND, "c", "ac"), (_READ, "r", "ar")):
-        name = getattr(func, mark, None)
-        if name is None:
-            continue
-        tables[sync_table].pop(name, None)
-        tables[async_table].pop(name, None)
-        tables[async_table if is_async else sync_table][name] = func
+def _marks(value: Any) -> list[tuple[str, str]]:
+    """The handler tables (and names) a class attribute belongs in."""
+    if not callable(value):
+        return []
+    is_async = inspect.iscoroutinefunction(value)
+    marks = []
+    name = getattr(value, _COMMAND, None)
+    if isinstance(name, str):
+        marks.append(("ac" if is_async else "c", name))
+    name = getattr(value, _READ, None)
+    if isinstance(name, str):
+        marks.append(("ar" if is_async else "r", name))
+    return marks
 
 
 def has_own_key(cls: type[Actor]) -> bool:
