@@ -286,12 +286,12 @@ class Channel:
 
     async def finish(self) -> None:
         """Complete a command that left work behind: a durable save, leaving actors, a stop."""
+        if self.conf.durable and self.dirty:
+            await self.save_or_die()  # acknowledged means durable, or the channel dies unsaved
         if self.stopping:
             await self.stop_in_turn("normal")
         elif self.leaving:
             await self.leave_in_turn()
-        elif self.conf.durable and self.dirty:
-            await self.save_or_die()
 
     # -- saving ---------------------------------------------------------------------------
 
@@ -402,10 +402,7 @@ class Channel:
 
     async def leave_in_turn(self) -> None:
         leaving, self.leaving = self.leaving or [], None
-        if self.conf.durable:
-            await self.save_or_die()
-        else:
-            await self.save()
+        await self.save()
         for actor in leaving:
             if actor._wes_ch is self:
                 self.remove(actor)
