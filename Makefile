@@ -1,0 +1,31 @@
+# Every target builds .venv at the repository root by itself when it is missing, and
+# re-installs when pyproject.toml is newer than the stamp left by the last install.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKED := src tests examples bench
+
+.PHONY: run test lint bench .venv
+
+.venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+run: .venv
+	$(BIN)/python examples/bank.py
+
+lint: .venv
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q tests
+
+bench: .venv
+	$(BIN)/python bench/run.py
