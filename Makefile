@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKED := src tests examples bench
 
-.PHONY: run test lint bench .venv
+.PHONY: run test lint bench servers .venv
 
 .venv: $(STAMP)
 
@@ -24,7 +24,11 @@ lint: .venv
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/mypy
 
-test: lint
+# The tests start private Redis and PostgreSQL servers; this installs them when missing.
+servers:
+	.ci/install-servers
+
+test: lint servers
 	$(BIN)/pytest -q tests
 
 bench: .venv

@@ -48,6 +48,25 @@ from ._stats import MemoryStats as MemoryStats
 
 __version__ = "0.1.0"
 
+# Backends with optional drivers load on first use, so `import wes` needs no driver; each
+# raises an ImportError naming the extra to install when its driver is missing.
+_LAZY = {
+    "PostgresStore": "._backends.postgres",
+    "RedisRegistry": "._backends.redis",
+    "RedisStore": "._backends.redis",
+    "SqliteRegistry": "._backends.sqlite_registry",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wes' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module, __name__), name)
+
+
 __all__ = [
     "Actor",
     "ActorAlreadyExists",
@@ -70,9 +89,13 @@ __all__ = [
     "MemoryStore",
     "Node",
     "NodeNotRunning",
+    "PostgresStore",
+    "RedisRegistry",
+    "RedisStore",
     "ReentrantCall",
     "RegistryUnavailable",
     "Spec",
+    "SqliteRegistry",
     "SqliteStore",
     "StaleToken",
     "StateNotEncodable",
