@@ -7,6 +7,7 @@ A new backend joins the suite with one line in `REGISTRIES`. A factory gets the 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import random
 from collections.abc import Callable
@@ -17,9 +18,12 @@ import pytest
 import wes
 from wes.abc import Claim, ClaimKind, Ident, NameTaken, Registry
 
-# name -> factory(tmp_path) -> a registry instance. Later backends are one line each.
-REGISTRIES: dict[str, Callable[[Path], Registry]] = {
+# name -> factory(tmp_path, *fixtures) -> a registry instance. Later backends are one line
+# each; a factory's parameters after the first name the fixtures it needs (a server's URL).
+REGISTRIES: dict[str, Callable[..., Registry]] = {
     "memory": lambda tmp: wes.MemoryRegistry(),
+    "sqlite": lambda tmp: wes.SqliteRegistry(tmp / "registry.db"),
+    "redis": lambda tmp, redis_url: wes.RedisRegistry(redis_url, prefix=f"wes-test:{tmp}:"),
 }
 
 LEASE = 0.2  # short lease for expiry tests, seconds
@@ -37,7 +41,9 @@ AC_Z: Name = ("actor", ("account", "z"))
 def make_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Registry]:
     """Makes registry instances of one implementation, sharing the test's backing place."""
     factory = REGISTRIES[request.param]
-    return lambda: factory(tmp_path)
+    names = list(inspect.signature(factory).parameters)[1:]
+    needs = [request.getfixturevalue(name) for name in names]
+    return lambda: factory(tmp_path, *needs)
 
 
 @pytest.fixture

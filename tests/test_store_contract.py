@@ -7,10 +7,12 @@ across reopen, WAL, event-loop friendliness, driver errors) is tested at the end
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,17 +21,27 @@ import pytest
 import wes
 from wes.abc import Record, Store, Write
 
-# name -> factory(tmp_path) -> a fresh, empty store. Later backends are one line each.
-STORES: dict[str, Callable[[Path], Store]] = {
+# name -> factory(tmp_path, *fixtures) -> a fresh, empty store. Later backends are one line
+# each; a factory's parameters after the first name the fixtures it needs (a server's URL).
+STORES: dict[str, Callable[..., Store]] = {
     "memory": lambda tmp: wes.MemoryStore(),
     "sqlite": lambda tmp: wes.SqliteStore(tmp / "s.db"),
+    "redis": lambda tmp, redis_url: wes.RedisStore(redis_url, prefix=f"wes-test:{tmp}:"),
+    "postgres": lambda tmp, postgres_dsn: wes.PostgresStore(postgres_dsn, table=unique_table()),
 }
+
+
+def unique_table() -> str:
+    """A table name no other test uses, so each PostgreSQL store starts empty."""
+    return f"wes_test_{uuid.uuid4().hex}"
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A fresh, empty store of each implementation; each test closes it with `async with`."""
-    yield STORES[request.param](tmp_path)
+    factory = STORES[request.param]
+    needs = list(inspect.signature(factory).parameters)[1:]
+    yield factory(tmp_path, *(request.getfixturevalue(name) for name in needs))
 
 
 def w(key: str, data: bytes, token: int, version: int = 1) -> Write:

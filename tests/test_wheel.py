@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from wes._wheel import Wheel
 
 
 class Sleeper:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.wake_slot: int | None = None
+        self.wake_slot: list[Any] | None = None
         self.loop = loop
         self.woken: list[float] = []
 

@@ -10,7 +10,11 @@ from ._actor import command as command
 from ._actor import read as read
 from ._backends.memory import MemoryRegistry as MemoryRegistry
 from ._backends.memory import MemoryStore as MemoryStore
+from ._backends.postgres import PostgresStore as PostgresStore
+from ._backends.redis import RedisRegistry as RedisRegistry
+from ._backends.redis import RedisStore as RedisStore
 from ._backends.sqlite import SqliteStore as SqliteStore
+from ._backends.sqlite_registry import SqliteRegistry as SqliteRegistry
 from ._codec import JsonCodec as JsonCodec
 from ._errors import ActorAlreadyExists as ActorAlreadyExists
 from ._errors import ActorAlreadyInChannel as ActorAlreadyInChannel
@@ -46,26 +50,9 @@ from ._specs import load_or_create as load_or_create
 from ._stats import LoggingStats as LoggingStats
 from ._stats import MemoryStats as MemoryStats
 
+# The optional backends import their drivers only when constructed, so `import wes` needs
+# none of them; constructing one without its driver says which extra to install.
 __version__ = "0.1.0"
-
-# Backends with optional drivers load on first use, so `import wes` needs no driver; each
-# raises an ImportError naming the extra to install when its driver is missing.
-_LAZY = {
-    "PostgresStore": "._backends.postgres",
-    "RedisRegistry": "._backends.redis",
-    "RedisStore": "._backends.redis",
-    "SqliteRegistry": "._backends.sqlite_registry",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wes' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(module, __name__), name)
-
 
 __all__ = [
     "Actor",

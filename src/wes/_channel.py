@@ -52,6 +52,7 @@ class ChannelConf:
     lease: float
     durable: bool
     registry: Registry
+    node: Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +81,23 @@ class Timer:
         self.due = due
 
 
+class Pending:
+    """What a command asked of its channel for after it (rare, so kept out of the channel)."""
+
+    __slots__ = ("leaving", "stopping")
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.leaving: list[Actor] = []
+
+
 class Channel:
-    """A running channel. Created and driven by its node."""
+    """A running channel. Created and driven by its node.
+
+    A million idle channels must fit in little memory, so a channel keeps few fields: the
+    rare ones (requests from handlers, save retries, timers, waiters) are `None` until used,
+    and the renewal deadline is derived from the lease deadline.
+    """
 
     __slots__ = (
         "actors",
@@ -93,38 +109,46 @@ class Channel:
         "id",
         "last_active",
         "lease_until",
-        "leaving",
-        "node",
-        "renew_due",
-        "retry_delay",
-        "running",
+        "pending",
+        "renewing",
         "save_due",
-        "stopping",
+        "save_retry",
         "timers",
         "waiters",
         "wake_slot",
     )
 
-    def __init__(self, node: Node, ident: Ident, conf: ChannelConf, claim: Claim, now: float):
-        self.node = node
+    def __init__(self, ident: Ident, conf: ChannelConf, claim: Claim, now: float):
         self.id = ident
         self.conf = conf
-        self.claim = claim
+        self.claim: Claim | None = claim  # None once stopped
         self.actors: tuple[Actor, ...] = ()
         self.has_async = False
         self.busy = False
         self.waiters: deque[asyncio.Future[None]] | None = None
-        self.running = True
         self.dirty = False
-        self.stopping = False
-        self.leaving: list[Actor] | None = None
+        self.pending: Pending | None = None
         self.timers: dict[tuple[Actor, str], Timer] | None = None
         self.last_active = now
         self.save_due: float | None = None
+        self.save_retry: float | None = None  # the last backoff delay after a failed save
         self.lease_until = now + conf.lease
-        self.renew_due = now + conf.lease * RENEW_AT
-        self.retry_delay: float | None = None
-        self.wake_slot: int | None = None
+        self.renewing = False
+        self.wake_slot: list[Any] | None = None
+
+    @property
+    def node(self) -> Node:
+        return self.conf.node
+
+    @property
+    def running(self) -> bool:
+        return self.claim is not None
+
+    @property
+    def renew_due(self) -> float:
+        if self.renewing:
+            return float("inf")
+        return self.lease_until - self.conf.lease * (1 - RENEW_AT)
 
     def __repr__(self) -> str:
         return f"<Channel {self.id!r} actors={len(self.actors)} running={self.running}>"
@@ -146,18 +170,21 @@ class Channel:
                 del self.timers[key]
 
     def claims(self) -> list[Claim]:
+        assert self.claim is not None
         return [self.claim, *(a._wes_claim for a in self.actors)]
 
     # -- requests from actors -------------------------------------------------------------
 
     def request_stop(self) -> None:
-        self.stopping = True
+        if self.pending is None:
+            self.pending = Pending()
+        self.pending.stopping = True
 
     def request_leave(self, actor: Actor) -> None:
-        if self.leaving is None:
-            self.leaving = []
-        if actor not in self.leaving:
-            self.leaving.append(actor)
+        if self.pending is None:
+            self.pending = Pending()
+        if actor not in self.pending.leaving:
+            self.pending.leaving.append(actor)
 
     def set_timer(self, actor: Actor, name: str, seconds: float) -> None:
         if self.timers is None:
@@ -288,10 +315,13 @@ class Channel:
         """Complete a command that left work behind: a durable save, leaving actors, a stop."""
         if self.conf.durable and self.dirty:
             await self.save_or_die()  # acknowledged means durable, or the channel dies unsaved
-        if self.stopping:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        if pending.stopping:
             await self.stop_in_turn("normal")
-        elif self.leaving:
-            await self.leave_in_turn()
+        elif pending.leaving:
+            await self.leave_in_turn(pending.leaving)
 
     # -- saving ---------------------------------------------------------------------------
 
@@ -375,18 +405,17 @@ class Channel:
         except Exception as exc:
             self.node.event("save", "error", self.id, error=exc)
             low, high = RETRY_BACKOFF
-            self.retry_delay = min(high, (self.retry_delay or low / 2) * 2)
-            self.save_due = self.node.now() + self.retry_delay
+            self.save_retry = min(high, (self.save_retry or low / 2) * 2)
+            self.save_due = self.node.now() + self.save_retry
             self.node.wheel.schedule(self, self.save_due)
             return
-        self.retry_delay = None
+        self.save_retry = None
 
     # -- stopping -------------------------------------------------------------------------
 
     async def stop_in_turn(self, reason: str) -> None:
         """Stop normally: save, release every claim. A failed save raises and the channel
         keeps running, so no state is dropped silently."""
-        self.stopping = False
         try:
             await self.save()
         except (StaleToken, LeaseLost) as exc:
@@ -400,8 +429,7 @@ class Channel:
         await self.node.release(claims)
         self.node.event("stop", reason, self.id)  # after the release: stopped means free
 
-    async def leave_in_turn(self) -> None:
-        leaving, self.leaving = self.leaving or [], None
+    async def leave_in_turn(self, leaving: list[Actor]) -> None:
         await self.save()
         for actor in leaving:
             if actor._wes_ch is self:
@@ -411,8 +439,8 @@ class Channel:
 
     def detach(self) -> list[Claim]:
         """Take the channel out of the node at once; return the claims to release."""
-        self.running = False
         claims = self.claims()
+        self.claim = None
         self.node.forget_channel(self)
         for actor in self.actors:
             actor._wes_ch = None
@@ -445,7 +473,7 @@ class Channel:
             )
             return
         if now >= self.renew_due:
-            self.renew_due = float("inf")  # until the renewal answers
+            self.renewing = True  # until the renewal answers
             self.node.renew_later(self)
         if self.busy:
             self.node.wheel.schedule(self, now + 0.002)  # due work waits for the turn
@@ -528,9 +556,9 @@ class Channel:
         """The answer to a renewal sent at `sent_at`."""
         if not self.running:
             return
+        self.renewing = False
         if ok:
             self.lease_until = sent_at + self.conf.lease
-            self.renew_due = sent_at + self.conf.lease * RENEW_AT
             self.reschedule()
         else:
             self.crash_later(LeaseLost(f"channel {self.id!r} lost its lease"), lease_lost=True)
@@ -538,5 +566,5 @@ class Channel:
     def renew_failed(self, now: float) -> None:
         """The registry did not answer; retry soon, until the lease runs out."""
         if self.running:
-            self.renew_due = now + min(1.0, self.conf.lease / 8)
-            self.reschedule()
+            self.renewing = False  # due at once: the next wake retries
+            self.node.wheel.schedule(self, now + min(1.0, self.conf.lease / 8))

@@ -151,7 +151,7 @@ class Node:
             )
         assert lease_s is not None
         self._channel_types[type] = ChannelConf(
-            type, idle, interval, lease_s, durability == "command", registry or self.registry
+            type, idle, interval, lease_s, durability == "command", registry or self.registry, self
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -374,12 +374,14 @@ class Node:
                 )
         return out
 
-    def _not_started(self, channel: Any) -> WesError:
+    def _not_started(self, channel: Any, name: Any = "") -> WesError:
         self._check_running()
         try:
             self._channel_conf(channel)
         except WesError as exc:
             return exc
+        if not isinstance(name, str):
+            return InvalidName(f"command name must be a str, not {name!r}")
         return ChannelNotStarted(f"channel {channel!r} is not running on this node")
 
     # -- operations -----------------------------------------------------------------------
@@ -395,7 +397,7 @@ class Node:
         except TypeError:
             ch = None
         if ch is None:
-            raise self._not_started(channel)
+            raise self._not_started(channel, name)
         if not isinstance(name, str):
             raise InvalidName(f"command name must be a str, not {name!r}")
         if self._stats_on:
@@ -414,7 +416,7 @@ class Node:
             return ch.unhandled(name)  # raises UnknownCommand unless the channel is empty
         if not ch.dirty:
             ch.mark_dirty()
-        if ch.stopping or ch.leaving or ch.conf.durable:
+        if ch.pending is not None or ch.conf.durable:
             ch.busy = True  # nothing was awaited since the check above: the turn is ours
             await asyncio.shield(self.spawn(ch.finish_in_turn()))
 
@@ -439,7 +441,7 @@ class Node:
                 return
             if not ch.dirty:
                 ch.mark_dirty()
-            if ch.stopping or ch.leaving or ch.conf.durable:
+            if ch.pending is not None or ch.conf.durable:
                 ch.busy = True
                 await asyncio.shield(self.spawn(ch.finish_in_turn()))
         finally:
@@ -458,6 +460,8 @@ class Node:
             check_id(actor, "actor")
             if actor[0] not in self._actor_types:
                 raise UnknownActorType(f"actor type {actor[0]!r} of {actor!r} is not registered")
+            if not isinstance(name, str):
+                raise InvalidName(f"read name must be a str, not {name!r}")
             raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
         if not isinstance(name, str):
             raise InvalidName(f"read name must be a str, not {name!r}")
@@ -559,7 +563,12 @@ class Node:
         while True:
             ch = self._channels.get(channel)
             if ch is not None:
-                await self._add_actors(ch, spec_list, ensure=True)
+                try:
+                    await self._add_actors(ch, spec_list, ensure=True)
+                except ChannelNotStarted:
+                    if ch.running:
+                        raise
+                    continue  # it stopped while we waited for its turn: start it anew
                 return self._ref(ch)
             starting = self._starting.get(channel)
             if starting is None:
@@ -589,7 +598,7 @@ class Node:
             claims = await self._claim(
                 [("channel", channel)], self.address, conf.registry, conf.lease
             )
-            ch = Channel(self, channel, conf, claims[0], self.now())
+            ch = Channel(channel, conf, claims[0], self.now())
             try:
                 actors = await self._load(ch, specs)
             except BaseException:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Sleeper(Protocol):
-    """What the wheel wakes."""
+    """What the wheel wakes. `wake_slot` belongs to the wheel: it is the entry list of the
+    slot the sleeper waits in (its first item is the slot number), so that waiting costs the
+    sleeper no allocation of its own."""
 
-    wake_slot: int | None
+    wake_slot: list[Any] | None
 
     def wake(self, now: float) -> None: ...
 
@@ -40,7 +42,7 @@ class Wheel:
         self._res = resolution
         self._horizon = horizon
         self._coarse_slots = round(coarse / resolution)
-        self._slots: dict[int, list[Sleeper]] = {}
+        self._slots: dict[int, list[Any]] = {}  # slot -> [slot, sleeper, sleeper, ...]
         self._heap: list[int] = []
         self._handle: asyncio.TimerHandle | None = None
         self._armed: int | None = None
@@ -56,18 +58,18 @@ class Wheel:
         else:
             slot = math.ceil(when / self._res)
         current = sleeper.wake_slot
-        if current is not None and current <= slot:
+        if current is not None and current[0] <= slot:
             return
         # An entry in a later slot stays behind; `_fire` skips it as stale.
-        sleeper.wake_slot = slot
         entries = self._slots.get(slot)
         if entries is None:
-            self._slots[slot] = [sleeper]
+            entries = self._slots[slot] = [slot, sleeper]
             heapq.heappush(self._heap, slot)
             if self._armed is None or slot < self._armed:
                 self._arm(slot)
         else:
             entries.append(sleeper)
+        sleeper.wake_slot = entries
 
     def _arm(self, slot: int) -> None:
         if self._handle is not None:
@@ -83,9 +85,10 @@ class Wheel:
         due = math.floor(now / self._res + 1e-6)
         heap, slots = self._heap, self._slots
         while heap and heap[0] <= due:
-            slot = heapq.heappop(heap)
-            for sleeper in slots.pop(slot):
-                if sleeper.wake_slot == slot:
+            entries = slots.pop(heapq.heappop(heap))
+            for i in range(1, len(entries)):
+                sleeper = entries[i]
+                if sleeper.wake_slot is entries:
                     sleeper.wake_slot = None
                     sleeper.wake(now)
         if heap and not self._closed:
