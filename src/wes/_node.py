@@ -154,6 +154,18 @@ class Node:
             type, idle, interval, lease_s, durability == "command", registry or self.registry, self
         )
 
+    # -- introspection --------------------------------------------------------------------
+
+    @property
+    def live_channels(self) -> int:
+        """How many channels run on this node now."""
+        return len(self._channels)
+
+    @property
+    def live_actors(self) -> int:
+        """How many actors are in channels on this node now."""
+        return len(self._actors)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
