@@ -206,7 +206,7 @@ class Channel:
                 f"which would wait for itself forever"
             )
 
-    async def acquire(self) -> None:
+    async def take_turn(self) -> None:
         """Wait for the turn; on return the caller holds it (`busy` is true)."""
         if not self.busy:
             self.busy = True
@@ -220,13 +220,13 @@ class Channel:
                 await fut
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled():
-                    self.release()  # the turn was handed to us as we were cancelled
+                    self.pass_turn()  # the turn was handed to us as we were cancelled
                 raise
         if not self.running:
-            self.release()
+            self.pass_turn()
             raise ChannelNotStarted(f"channel {self.id!r} stopped")
 
-    def release(self) -> None:
+    def pass_turn(self) -> None:
         """Hand the turn to the next waiter, or free the channel."""
         waiters = self.waiters
         while waiters:
@@ -281,7 +281,7 @@ class Channel:
     async def run_command(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """The general path: wait for the turn, then apply and finish in a task of its own,
         so that cancelling the caller cannot cut a command in half."""
-        await self.acquire()
+        await self.take_turn()
         task = self.node.spawn(self._command_in_turn(name, args, kwargs))
         await asyncio.shield(task)
 
@@ -301,7 +301,7 @@ class Channel:
             self.mark_dirty()
             await self.finish()
         finally:
-            self.release()
+            self.pass_turn()
 
     async def finish_in_turn(self) -> None:
         """After a command applied on the fast path: durable save, leave, stop. The caller
@@ -309,7 +309,7 @@ class Channel:
         try:
             await self.finish()
         finally:
-            self.release()
+            self.pass_turn()
 
     async def finish(self) -> None:
         """Complete a command that left work behind: a durable save, leaving actors, a stop."""
@@ -378,6 +378,7 @@ class Channel:
             for actor in saved:
                 actor._wes_dirty = True
             self.dirty = True
+            self.retry_save_later()
             raise
         if batches:
             seconds = self.node.now() - started if self.node.stats.timed else None
@@ -404,12 +405,18 @@ class Channel:
             raise
         except Exception as exc:
             self.node.event("save", "error", self.id, error=exc)
-            low, high = RETRY_BACKOFF
-            self.save_retry = min(high, (self.save_retry or low / 2) * 2)
-            self.save_due = self.node.now() + self.save_retry
-            self.node.wheel.schedule(self, self.save_due)
             return
         self.save_retry = None
+
+    def retry_save_later(self) -> None:
+        """After a failed save, try again with exponential backoff (periodic channels; a
+        durable channel that fails to save stops instead)."""
+        if self.conf.durable or self.conf.save_interval is None:
+            return
+        low, high = RETRY_BACKOFF
+        self.save_retry = min(high, (self.save_retry or low / 2) * 2)
+        self.save_due = self.node.now() + self.save_retry
+        self.node.wheel.schedule(self, self.save_due)
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -426,7 +433,7 @@ class Channel:
             self.node.event("save", "error", self.id, error=exc)
             raise
         claims = self.detach()
-        await self.node.release(claims)
+        await self.node.leases.release(claims)
         self.node.event("stop", reason, self.id)  # after the release: stopped means free
 
     async def leave_in_turn(self, leaving: list[Actor]) -> None:
@@ -435,7 +442,7 @@ class Channel:
             if actor._wes_ch is self:
                 self.remove(actor)
                 self.node.forget_actor(actor)
-                await self.node.release([actor._wes_claim])
+                await self.node.leases.release([actor._wes_claim])
 
     def detach(self) -> list[Claim]:
         """Take the channel out of the node at once; return the claims to release."""
@@ -452,7 +459,7 @@ class Channel:
         if not self.running:
             return
         claims = self.detach()
-        await self.node.release(claims)
+        await self.node.leases.release(claims)
         reason = "lease_lost" if lease_lost else type(exc).__name__
         self.node.event("stop", reason, self.id, error=exc)
 
@@ -474,7 +481,7 @@ class Channel:
             return
         if now >= self.renew_due:
             self.renewing = True  # until the renewal answers
-            self.node.renew_later(self)
+            self.node.leases.renew_later(self)
         if self.busy:
             self.node.wheel.schedule(self, now + 0.002)  # due work waits for the turn
             return
@@ -500,7 +507,7 @@ class Channel:
         try:
             await work()
         finally:
-            self.release()
+            self.pass_turn()
             if self.running:
                 self.reschedule()
 

@@ -7,12 +7,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Coroutine, Hashable, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from ._abc import Claim, ClaimKind, Codec, Ident, NameTaken, Registry, Stats, Store
+from ._abc import Claim, ClaimKind, Codec, Ident, Registry, Stats, Store
 from ._actor import Actor, has_own_key
 from ._backends.memory import MemoryRegistry
 from ._channel import ActorConf, Channel, ChannelConf
@@ -26,12 +26,12 @@ from ._errors import (
     InvalidConfig,
     InvalidName,
     NodeNotRunning,
-    RegistryUnavailable,
     UnknownActorType,
     UnknownChannelType,
     UnknownRead,
     WesError,
 )
+from ._leases import Leases
 from ._loader import build_actors
 from ._specs import Spec, as_specs, check_id
 from ._stats import NullStats
@@ -101,10 +101,9 @@ class Node:
         self._channels: dict[Ident, Channel] = {}
         self._actors: dict[Ident, Actor] = {}
         self._starting: dict[Ident, asyncio.Future[None]] = {}
-        self._releases: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: dict[int, Writer] = {}
-        self._renewals: list[Channel] = []
+        self.leases = Leases(self, self._registry_of)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wheel: Wheel | None = None
         self._state: Literal["new", "running", "closing", "closed"] = "new"
@@ -204,7 +203,8 @@ class Node:
             await asyncio.gather(*(self._stop_at_close(ident) for ident in chunk))
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._releases, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.leases.settle()
         assert self._wheel is not None
         self._wheel.close()
         self._state = "closed"
@@ -215,11 +215,11 @@ class Node:
         if ch is None:
             return
         try:
-            await ch.acquire()
+            await ch.take_turn()
             try:
                 await ch.stop_in_turn("normal")
             finally:
-                ch.release()
+                ch.pass_turn()
         except ChannelNotStarted:
             pass
         except Exception as exc:  # counted by the channel; dropping state silently is worse
@@ -295,68 +295,14 @@ class Node:
         if self._actors.get(actor._wes_id) is actor:
             del self._actors[actor._wes_id]
 
-    async def release(self, claims: Sequence[Claim]) -> None:
-        """Release claims in their registries; tracked so a restart waits for it."""
-        task = asyncio.get_running_loop().create_task(self._release(claims))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-        await asyncio.shield(task)
+    @property
+    def is_running(self) -> bool:
+        return self._state == "running"
 
-    async def _release(self, claims: Sequence[Claim]) -> None:
-        for registry, group in self._by_registry(claims).items():
-            try:
-                await registry.release(group)
-            except Exception as exc:  # the claims expire by themselves
-                log.warning("could not release %d claims: %r", len(group), exc)
-
-    def _by_registry(self, claims: Sequence[Claim]) -> dict[Registry, list[Claim]]:
-        groups: dict[Registry, list[Claim]] = {}
-        for claim in claims:
-            if claim.kind == "channel":
-                registry = self._channel_types[claim.ident[0]].registry
-            else:
-                registry = self._actor_types[claim.ident[0]].registry
-            groups.setdefault(registry, []).append(claim)
-        return groups
-
-    def renew_later(self, ch: Channel) -> None:
-        """Queue a channel's claims for the next batched renewal."""
-        if not self._renewals:
-            asyncio.get_running_loop().call_soon(self._flush_renewals)
-        self._renewals.append(ch)
-
-    def _flush_renewals(self) -> None:
-        channels, self._renewals = self._renewals, []
-        if self._state == "running" and channels:
-            self.spawn(self._renew(channels))
-
-    async def _renew(self, channels: list[Channel]) -> None:
-        sent_at = self.now()
-        owners: list[Channel] = []
-        claims: list[Claim] = []
-        for ch in channels:
-            if ch.running:
-                for claim in ch.claims():
-                    owners.append(ch)
-                    claims.append(claim)
-        # Per claim: True renewed, False lost, None the registry did not answer.
-        verdict: dict[int, bool | None] = {}
-        for registry, group in self._by_registry(claims).items():
-            try:
-                results: list[bool | None] = list(await registry.renew(group))
-            except Exception as exc:
-                log.warning("lease renewal failed: %r", exc)
-                results = [None] * len(group)
-            verdict.update(zip(map(id, group), results, strict=True))
-        outcome: dict[Channel, bool | None] = {}
-        for ch, claim in zip(owners, claims, strict=True):
-            if outcome.get(ch, True) is not False:  # one lost claim loses the channel
-                outcome[ch] = verdict[id(claim)] if outcome.get(ch, True) else None
-        for ch, renewed in outcome.items():
-            if renewed is None:
-                ch.renew_failed(self.now())
-            else:
-                ch.renewed(renewed, sent_at)
+    def _registry_of(self, claim: Claim) -> Registry:
+        if claim.kind == "channel":
+            return self._channel_types[claim.ident[0]].registry
+        return self._actor_types[claim.ident[0]].registry
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -505,7 +451,7 @@ class Node:
         handler = a._wes_reads.get(name) or a._wes_async_reads.get(name)
         if handler is None:
             raise UnknownRead(f"actor {a._wes_id!r} has no read {name!r}")
-        await ch.acquire()
+        await ch.take_turn()
         try:
             if a._wes_ch is not ch:
                 raise ActorNotActive(f"actor {a._wes_id!r} left channel {ch.id!r}")
@@ -521,7 +467,7 @@ class Node:
                     _holding.reset(token)
             return result
         finally:
-            ch.release()
+            ch.pass_turn()
 
     async def status(self, channel: Ident) -> ChannelRef | None:
         """The running channel, or `None`."""
@@ -542,11 +488,11 @@ class Node:
     async def stop_channel(self, channel: Ident) -> None:
         """Stop the channel normally: save (where `should_save`), release every claim."""
         ch = self._running(channel)
-        await ch.acquire()
+        await ch.take_turn()
         try:
             await ch.stop_in_turn("normal")
         finally:
-            ch.release()
+            ch.pass_turn()
 
     def _running(self, channel: Any) -> Channel:
         try:
@@ -604,17 +550,16 @@ class Node:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._starting[channel] = done
         try:
-            if self._releases:  # a stopped channel's claims may still be on their way out
-                await asyncio.gather(*self._releases, return_exceptions=True)
+            await self.leases.settle()  # a stopped channel's claims may be on their way out
             self._check_local_locks(specs, channel)
-            claims = await self._claim(
+            claims = await self.leases.claim(
                 [("channel", channel)], self.address, conf.registry, conf.lease
             )
             ch = Channel(channel, conf, claims[0], self.now())
             try:
                 actors = await self._load(ch, specs)
             except BaseException:
-                await self.release(claims)
+                await self.leases.release(claims)
                 raise
             self._channels[channel] = ch
             self._attach(ch, actors)
@@ -626,7 +571,7 @@ class Node:
             done.set_result(None)
 
     async def _add_actors(self, ch: Channel, specs: list[Spec], *, ensure: bool) -> None:
-        await ch.acquire()
+        await ch.take_turn()
         try:
             present = {a._wes_id for a in ch.actors}
             missing = []
@@ -643,11 +588,11 @@ class Node:
             self._check_local_locks(missing, ch.id)
             actors = await self._load(ch, missing)
             if not ch.running:
-                await self.release([a._wes_claim for a in actors])
+                await self.leases.release([a._wes_claim for a in actors])
                 raise ChannelNotStarted(f"channel {ch.id!r} stopped")
             self._attach(ch, actors)
         finally:
-            ch.release()
+            ch.pass_turn()
 
     def _attach(self, ch: Channel, actors: list[Actor]) -> None:
         ch.add(actors)
@@ -675,31 +620,9 @@ class Node:
         try:
             for registry, idents in by_registry.items():
                 names: list[tuple[ClaimKind, Ident]] = [("actor", i) for i in idents]
-                claims += await self._claim(names, ch.id, registry, ch.conf.lease)
+                claims += await self.leases.claim(names, ch.id, registry, ch.conf.lease)
             by_id = {c.ident: c for c in claims}
             return await build_actors(self, specs, by_id)
         except BaseException:
-            await self.release(claims)
+            await self.leases.release(claims)
             raise
-
-    async def _claim(
-        self,
-        names: list[tuple[ClaimKind, Ident]],
-        holder: Hashable,
-        registry: Registry,
-        lease: float,
-    ) -> list[Claim]:
-        try:
-            return await registry.claim(names, holder, lease)
-        except NameTaken as taken:
-            if taken.kind == "channel":
-                raise ChannelAlreadyStarted(
-                    f"channel {taken.ident!r} is already running at {taken.holder!r}"
-                ) from None
-            raise ActorAlreadyLocked(
-                f"actor {taken.ident!r} is active in channel {taken.holder!r}"
-            ) from None
-        except WesError:
-            raise
-        except Exception as exc:
-            raise RegistryUnavailable(f"registry claim failed: {exc!r}") from exc

@@ -1,0 +1,443 @@
+"""The live page of a service: `LiveStats`, a stats sink that keeps a command rate and the
+recent errors, and `live_routes`, a self-updating HTML page at `/` over a JSON endpoint.
+
+The page is one self-contained document (no CDN, no external asset): its script polls
+`api/live` about once a second and rewrites the numbers and tables in place.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._abc import Ident, Stats
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from .._node import Node
+
+OTHER = "(other)"
+"""The name that counts fall under once `LiveStats` tracks `max_names` distinct names."""
+
+MESSAGE_LIMIT = 300  # characters of an error message kept; a huge repr must not pin memory
+
+
+@dataclass(frozen=True, slots=True)
+class LiveError:
+    """One recent error: a channel stopped by an exception or a lost lease, or a failed save."""
+
+    time: float
+    """Wall-clock time of the event, seconds since the epoch."""
+    kind: str
+    """The stats event kind: `"stop"` or `"save"`."""
+    channel: str
+    """The channel, as `type/name`."""
+    type: str
+    """The exception's type name, or the stop reason when there was no exception."""
+    message: str
+    """The exception's message, cut to `MESSAGE_LIMIT` characters."""
+
+
+class LiveStats(Stats):
+    """A stats sink for a live view: counts by `(kind, name)`, a sliding-window command rate
+    over per-second buckets, and the last `max_errors` errors.
+
+    Memory is bounded: a fixed ring of buckets, at most `max_names` distinct names (the rest
+    count under `(kind, OTHER)`), and a ring of errors that keeps only strings, never the
+    exceptions themselves (their tracebacks would hold whole frames alive).
+
+    Args:
+        window: seconds over which `rate()` averages.
+        history: seconds of per-second command counts that `history()` returns.
+        max_errors: how many recent errors to keep.
+        max_names: how many distinct `(kind, name)` pairs to count separately.
+        clock: a monotonic clock in seconds (tests pass a fake one).
+        wall_clock: the clock that stamps errors, seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        window: int = 10,
+        history: int = 60,
+        max_errors: int = 50,
+        max_names: int = 256,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if window < 1 or history < 1 or max_errors < 1 or max_names < 1:
+            raise ValueError("window, history, max_errors and max_names must be positive")
+        self.window = window
+        self.history_seconds = history
+        self.max_names = max_names
+        self._clock = clock
+        self._wall = wall_clock
+        self._started = clock()
+        # Bucket i holds the commands of second _secs[i]; a slot whose second is not the one
+        # asked for is stale and counts as zero, so nothing ever needs sweeping.
+        size = max(window, history) + 1
+        self._secs = [-1] * size
+        self._ring = [0] * size
+        self._counts: dict[tuple[str, str], int] = {}
+        self._errors: deque[LiveError] = deque(maxlen=max_errors)
+        self._error_total = 0
+
+    def event(
+        self,
+        kind: str,
+        name: str,
+        ident: Ident,
+        seconds: float | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        counts = self._counts
+        key = (kind, name)
+        n = counts.get(key)
+        if n is not None:
+            counts[key] = n + 1
+        elif len(counts) < self.max_names:
+            counts[key] = 1
+        else:
+            other = (kind, OTHER)
+            counts[other] = counts.get(other, 0) + 1
+        if kind == "command":
+            sec = int(self._clock())
+            i = sec % len(self._ring)
+            if self._secs[i] == sec:
+                self._ring[i] += 1
+            else:
+                self._secs[i] = sec
+                self._ring[i] = 1
+        if error is not None or (kind == "stop" and name == "lease_lost"):
+            self._record_error(kind, name, ident, error)
+
+    def _record_error(
+        self, kind: str, name: str, ident: Ident, error: BaseException | None
+    ) -> None:
+        self._error_total += 1
+        if error is None:
+            type_name, message = name, "lease lost: stopped without saving"
+        else:
+            type_name, message = type(error).__name__, str(error)
+        if len(message) > MESSAGE_LIMIT:
+            message = message[: MESSAGE_LIMIT - 1] + "…"
+        self._errors.append(LiveError(self._wall(), kind, _ident_text(ident), type_name, message))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _bucket(self, sec: int) -> int:
+        i = sec % len(self._ring)
+        return self._ring[i] if self._secs[i] == sec else 0
+
+    def rate(self) -> float:
+        """Commands per second over the last `window` seconds (the current second counts for
+        the part of it that has passed; a younger sink averages over its age, at least 1 s)."""
+        now = self._clock()
+        cur = int(now)
+        total = sum(self._bucket(s) for s in range(cur - self.window + 1, cur + 1))
+        span = max(1.0, min(self.window - 1 + (now - cur), now - self._started))
+        return total / span
+
+    def history(self) -> list[int]:
+        """Commands in each of the last `history` whole seconds, oldest first."""
+        cur = int(self._clock())
+        return [self._bucket(s) for s in range(cur - self.history_seconds, cur)]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """A snapshot of the counts by `(kind, name)`."""
+        return dict(self._counts)
+
+    def errors(self) -> list[LiveError]:
+        """The recent errors, newest first."""
+        return list(reversed(self._errors))
+
+    @property
+    def error_total(self) -> int:
+        """How many errors were seen in all, including those no longer kept."""
+        return self._error_total
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the live page shows of these stats, ready for JSON."""
+        kinds: dict[str, int] = {}
+        for (kind, _), n in self._counts.items():
+            kinds[kind] = kinds.get(kind, 0) + n
+        return {
+            "uptime": round(self._clock() - self._started, 1),
+            "rate": round(self.rate(), 2),
+            "window": self.window,
+            "history": self.history(),
+            "kinds": kinds,
+            "counts": [
+                {"kind": kind, "name": name, "count": n}
+                for (kind, name), n in sorted(self._counts.items())
+            ],
+            "error_total": self._error_total,
+            "errors": [
+                {
+                    "time": e.time,
+                    "kind": e.kind,
+                    "channel": e.channel,
+                    "type": e.type,
+                    "message": e.message,
+                }
+                for e in self.errors()
+            ],
+        }
+
+
+def _ident_text(ident: Ident) -> str:
+    try:
+        kind, name = ident
+    except (TypeError, ValueError):
+        return repr(ident)
+    return f"{kind}/{name}"
+
+
+def live_snapshot(node: Node, live_stats: LiveStats) -> dict[str, Any]:
+    """What `GET /api/live` returns: the node's live channels and actors, and the stats."""
+    return {
+        "time": time.time(),
+        "channels": node.live_channels,
+        "actors": node.live_actors,
+        **live_stats.snapshot(),
+    }
+
+
+def live_routes(node: Node, live_stats: LiveStats, *, title: str = "wes bank") -> list[Route]:
+    """The live page `GET /` and its data `GET /api/live`, as Starlette routes.
+
+    Args:
+        node: the node whose live channels and actors the page shows.
+        live_stats: the sink the node reports to (directly or among others).
+        title: the name shown at the top of the page.
+    """
+    try:
+        from starlette.responses import HTMLResponse, JSONResponse
+        from starlette.routing import Route
+    except ImportError:
+        raise ImportError("the live page needs: pip install 'wes-actors[service]'") from None
+
+    page = _PAGE.replace("{{title}}", html.escape(title))
+
+    async def live_page(request: Request) -> Response:
+        return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+    async def live_api(request: Request) -> Response:
+        return JSONResponse(live_snapshot(node, live_stats), headers=_API_HEADERS)
+
+    return [
+        Route("/", live_page, methods=["GET"], name="live_page"),
+        Route("/api/live", live_api, methods=["GET"], name="live_api"),
+    ]
+
+
+_API_HEADERS = {"Cache-Control": "no-store"}
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    # The page loads nothing from anywhere: its only request is the poll of its own API.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{title}} · live</title>
+<style>
+  :root {
+    --bg: #f5f6f8; --card: #fff; --ink: #1d2330; --muted: #6b7385; --line: #e3e6ec;
+    --accent: #2f6fde; --ok: #1e9e5a; --bad: #d13b3b;
+  }
+  * { box-sizing: border-box; }
+  body { margin: 0; background: var(--bg); color: var(--ink);
+         font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+  header { background: var(--ink); color: #fff; }
+  header .bar { display: flex; align-items: baseline; gap: 1rem; max-width: 72rem;
+                margin: 0 auto; padding: 1rem 2rem; }
+  header h1 { margin: 0; font-size: 1.25rem; font-weight: 600; }
+  header h1 span { font-weight: 400; color: #c8cede; }
+  header .status { margin-left: auto; font-size: .85rem; color: #c8cede; }
+  .dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%;
+         margin-right: .4rem; background: var(--muted); vertical-align: middle; }
+  .live .dot { background: var(--ok); }
+  .down .dot { background: var(--bad); }
+  main { max-width: 72rem; margin: 0 auto; padding: 1.5rem 2rem 3rem; }
+  .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(10rem, 1fr));
+           gap: 1rem; }
+  .card { background: var(--card); border: 1px solid var(--line); border-radius: .5rem;
+          padding: .9rem 1rem; }
+  .card .label { color: var(--muted); font-size: .8rem; text-transform: uppercase;
+                 letter-spacing: .04em; }
+  .card .label span { text-transform: none; letter-spacing: 0; }
+  .card .value { font-size: 1.9rem; font-weight: 600; font-variant-numeric: tabular-nums; }
+  .card.errors .value { color: var(--bad); }
+  section { margin-top: 1.5rem; background: var(--card); border: 1px solid var(--line);
+            border-radius: .5rem; padding: 1rem 1.25rem; }
+  section h2 { margin: 0 0 .75rem; font-size: 1rem; font-weight: 600; }
+  section h2 small { color: var(--muted); font-weight: 400; }
+  #chart { width: 100%; height: 90px; display: block; border-bottom: 1px solid var(--line); }
+  #chart rect { fill: var(--accent); }
+  .split { display: grid; grid-template-columns: 1fr 2fr; gap: 1.5rem; }
+  .split section { margin-top: 1.5rem; }
+  table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+  th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line);
+           vertical-align: top; }
+  th { color: var(--muted); font-weight: 500; font-size: .8rem; }
+  td.num { text-align: right; }
+  td.msg { word-break: break-word; }
+  td.type { color: var(--bad); font-weight: 500; }
+  .empty { color: var(--muted); font-style: italic; }
+  @media (max-width: 50rem) { .split { grid-template-columns: 1fr; } }
+</style>
+</head>
+<body>
+<header><div class="bar">
+  <h1>{{title}} <span>· live</span></h1>
+  <span class="status" id="status"><span class="dot"></span>
+    <span id="status-text">connecting…</span></span>
+</div></header>
+<main>
+  <div class="cards">
+    <div class="card"><div class="label">Live channels</div>
+      <div class="value" id="channels">&ndash;</div></div>
+    <div class="card"><div class="label">Live actors</div>
+      <div class="value" id="actors">&ndash;</div></div>
+    <div class="card"><div class="label">Commands / s <span id="window"></span></div>
+      <div class="value" id="rate">&ndash;</div></div>
+    <div class="card"><div class="label">Commands</div>
+      <div class="value" id="commands">&ndash;</div></div>
+    <div class="card"><div class="label">Reads</div>
+      <div class="value" id="reads">&ndash;</div></div>
+    <div class="card errors"><div class="label">Errors</div>
+      <div class="value" id="errors">&ndash;</div></div>
+  </div>
+  <section>
+    <h2>Commands per second <small id="chart-note"></small></h2>
+    <svg id="chart" viewBox="0 0 600 90" preserveAspectRatio="none" role="img"
+         aria-label="commands per second"></svg>
+  </section>
+  <div class="split">
+    <section>
+      <h2>Events</h2>
+      <table><thead><tr><th>kind</th><th>name</th><th class="num">count</th></tr></thead>
+      <tbody id="counts"></tbody></table>
+    </section>
+    <section>
+      <h2>Recent errors</h2>
+      <table><thead><tr><th>time</th><th>channel</th><th>event</th><th>type</th><th>message</th></tr></thead>
+      <tbody id="error-rows"></tbody></table>
+    </section>
+  </div>
+</main>
+<script>
+"use strict";
+const POLL_MS = 1000;
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+const number = new Intl.NumberFormat("en-US");
+let updates = 0;
+
+function text(id, value) {
+  const el = $(id);
+  if (el.textContent !== value) el.textContent = value;
+}
+
+function cell(value, cls) {
+  const td = document.createElement("td");
+  td.textContent = value;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function rows(id, items, columns, emptyText) {
+  const body = $(id);
+  const fresh = document.createDocumentFragment();
+  for (const item of items) {
+    const tr = document.createElement("tr");
+    for (const [value, cls] of columns(item)) tr.appendChild(cell(value, cls));
+    fresh.appendChild(tr);
+  }
+  if (!items.length) {
+    const tr = document.createElement("tr");
+    const td = cell(emptyText, "empty");
+    td.colSpan = 5;
+    tr.appendChild(td);
+    fresh.appendChild(tr);
+  }
+  body.replaceChildren(fresh);
+}
+
+function chart(history) {
+  const svg = $("chart");
+  const max = Math.max(1, ...history);
+  const width = 600 / Math.max(1, history.length);
+  const bars = history.map((n, i) => {
+    const rect = document.createElementNS(SVG, "rect");
+    const h = n ? Math.max(2, (n / max) * 86) : 0;
+    rect.setAttribute("x", (i * width + 1).toFixed(1));
+    rect.setAttribute("width", Math.max(1, width - 2).toFixed(1));
+    rect.setAttribute("y", (90 - h).toFixed(1));
+    rect.setAttribute("height", h.toFixed(1));
+    const tip = document.createElementNS(SVG, "title");
+    tip.textContent = (history.length - i) + " s ago: " + n;
+    rect.appendChild(tip);
+    return rect;
+  });
+  svg.replaceChildren(...bars);
+  text("chart-note", "last " + history.length + " s, peak " + number.format(max));
+}
+
+function render(d) {
+  const kinds = d.kinds || {};
+  text("channels", number.format(d.channels));
+  text("actors", number.format(d.actors));
+  text("rate", d.rate.toFixed(1));
+  text("window", "(last " + d.window + " s)");
+  text("commands", number.format(kinds.command || 0));
+  text("reads", number.format(kinds.read || 0));
+  text("errors", number.format(d.error_total));
+  chart(d.history);
+  rows("counts", d.counts,
+       (c) => [[c.kind], [c.name], [number.format(c.count), "num"]], "no events yet");
+  rows("error-rows", d.errors,
+       (e) => [[new Date(e.time * 1000).toLocaleTimeString("en-GB")], [e.channel], [e.kind],
+               [e.type, "type"], [e.message, "msg"]], "no errors");
+}
+
+function status(ok, detail) {
+  $("status").className = "status " + (ok ? "live" : "down");
+  text("status-text", detail);
+}
+
+async function poll() {
+  try {
+    const response = await fetch("api/live", {cache: "no-store"});
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    render(await response.json());
+    updates += 1;
+    document.body.dataset.updates = String(updates);
+    status(true, "live · updated " + new Date().toLocaleTimeString("en-GB"));
+  } catch (err) {
+    status(false, "disconnected (" + err.message + "), retrying");
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+poll();
+</script>
+</body>
+</html>
+"""
