@@ -380,6 +380,9 @@ class Channel:
             self.dirty = True
             self.retry_save_later()
             raise
+        if self.node.now() >= self.lease_until:
+            # The write may have landed after a new owner read the store: it cannot count.
+            raise LeaseLost(f"channel {self.id!r} lost its lease while it was saving")
         if batches:
             seconds = self.node.now() - started if self.node.stats.timed else None
             self.node.event("save", "ok", self.id, seconds)

@@ -134,7 +134,7 @@ class PrometheusStats(Stats):
             ("save", ("ok", "error")),
         ):
             for name in names:  # zero series from the start, so rates work from the first event
-                self._child(kind, name)
+                self._children[kind, name] = self._make(kind, name)
         reg.register(_LiveCollector(self))
 
     def watch(self, node: LiveCounts) -> None:
@@ -168,25 +168,24 @@ class PrometheusStats(Stats):
             self._channels -= 1
 
     def _child(self, kind: str, name: str) -> tuple[Any, Any]:
-        if kind == "start" and name in self._started:
-            child: tuple[Any, Any] = (self._started[name], None)
-        elif kind == "save":
-            child = (self._by_kind[kind][0].labels(name), self._save_seconds)
-        else:
-            count = self._names.get(kind, 0)
-            if count >= self._max_names:  # not cached: the cache must not grow either
-                name = OTHER
-            pair = self._by_kind.get(kind)
-            if pair is None:
-                child = (self._events.labels(kind, name), None)
-            else:
-                counter, hist = pair
-                child = (counter.labels(name), None if hist is None else hist.labels(name))
-            if name == OTHER:
-                return child
-            self._names[kind] = count + 1
-        self._children[kind, name] = child
+        count = self._names.get(kind, 0)
+        if count >= self._max_names:
+            return self._make(kind, OTHER)  # not cached: the cache must not grow either
+        self._names[kind] = count + 1
+        child = self._children[kind, name] = self._make(kind, name)
         return child
+
+    def _make(self, kind: str, name: str) -> tuple[Any, Any]:
+        """The counter child and latency histogram child (or None) of an event."""
+        if kind == "start" and name in self._started:
+            return self._started[name], None
+        if kind == "save":
+            return self._by_kind[kind][0].labels(name), self._save_seconds
+        pair = self._by_kind.get(kind)
+        if pair is None:
+            return self._events.labels(kind, name), None
+        counter, hist = pair
+        return counter.labels(name), None if hist is None else hist.labels(name)
 
     def live(self) -> tuple[int, int | None]:
         """Live channels and live actors now (actors `None` until a node is watched)."""

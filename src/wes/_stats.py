@@ -49,7 +49,7 @@ class MemoryStats(Stats):
 class MultiStats(Stats):
     """Sends every event to several sinks, in order.
 
-    It is `timed` if any of its sinks is (sinks that are not timed ignore `seconds`). A sink
+    It is `timed` if any of its sinks is; then every sink gets `seconds`. A sink
     that raises is logged on the `wes.stats` logger and the others still get the event.
 
     Args:

@@ -146,9 +146,10 @@ class LiveStats(Stats):
         return total / span
 
     def history(self) -> list[int]:
-        """Commands in each of the last `history` whole seconds, oldest first."""
+        """Commands in each of the last `history` seconds, oldest first; the last entry is the
+        current second, so far."""
         cur = int(self._clock())
-        return [self._bucket(s) for s in range(cur - self.history_seconds, cur)]
+        return [self._bucket(s) for s in range(cur - self.history_seconds + 1, cur + 1)]
 
     def counts(self) -> dict[tuple[str, str], int]:
         """A snapshot of the counts by `(kind, name)`."""
@@ -280,7 +281,6 @@ _PAGE = """<!doctype html>
           padding: .9rem 1rem; }
   .card .label { color: var(--muted); font-size: .8rem; text-transform: uppercase;
                  letter-spacing: .04em; }
-  .card .label span { text-transform: none; letter-spacing: 0; }
   .card .value { font-size: 1.9rem; font-weight: 600; font-variant-numeric: tabular-nums; }
   .card.errors .value { color: var(--bad); }
   section { margin-top: 1.5rem; background: var(--card); border: 1px solid var(--line);
@@ -314,7 +314,7 @@ _PAGE = """<!doctype html>
       <div class="value" id="channels">&ndash;</div></div>
     <div class="card"><div class="label">Live actors</div>
       <div class="value" id="actors">&ndash;</div></div>
-    <div class="card"><div class="label">Commands / s <span id="window"></span></div>
+    <div class="card"><div class="label">Commands / s</div>
       <div class="value" id="rate">&ndash;</div></div>
     <div class="card"><div class="label">Commands</div>
       <div class="value" id="commands">&ndash;</div></div>
@@ -379,7 +379,7 @@ function rows(id, items, columns, emptyText) {
   body.replaceChildren(fresh);
 }
 
-function chart(history) {
+function chart(history, windowSeconds) {
   const svg = $("chart");
   const max = Math.max(1, ...history);
   const width = 600 / Math.max(1, history.length);
@@ -391,12 +391,14 @@ function chart(history) {
     rect.setAttribute("y", (90 - h).toFixed(1));
     rect.setAttribute("height", h.toFixed(1));
     const tip = document.createElementNS(SVG, "title");
-    tip.textContent = (history.length - i) + " s ago: " + n;
+    const ago = history.length - 1 - i;
+    tip.textContent = (ago ? ago + " s ago: " : "this second: ") + n;
     rect.appendChild(tip);
     return rect;
   });
   svg.replaceChildren(...bars);
-  text("chart-note", "last " + history.length + " s, peak " + number.format(max));
+  text("chart-note", "last " + history.length + " s, peak " + number.format(max) +
+       "; the rate above averages the last " + windowSeconds + " s");
 }
 
 function render(d) {
@@ -404,11 +406,10 @@ function render(d) {
   text("channels", number.format(d.channels));
   text("actors", number.format(d.actors));
   text("rate", d.rate.toFixed(1));
-  text("window", "(last " + d.window + " s)");
   text("commands", number.format(kinds.command || 0));
   text("reads", number.format(kinds.read || 0));
   text("errors", number.format(d.error_total));
-  chart(d.history);
+  chart(d.history, d.window);
   rows("counts", d.counts,
        (c) => [[c.kind], [c.name], [number.format(c.count), "num"]], "no events yet");
   rows("error-rows", d.errors,
