@@ -31,5 +31,5 @@ servers:
 test: lint servers
 	$(BIN)/pytest -q tests
 
-bench: .venv
+bench: .venv servers
 	$(BIN)/python bench/run.py
