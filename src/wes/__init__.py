@@ -41,14 +41,17 @@ from ._errors import UnknownCommand as UnknownCommand
 from ._errors import UnknownRead as UnknownRead
 from ._errors import UsageError as UsageError
 from ._errors import WesError as WesError
+from ._logging import configure_logging as configure_logging
 from ._node import ChannelRef as ChannelRef
 from ._node import Node as Node
+from ._prometheus import PrometheusStats as PrometheusStats
 from ._specs import Spec as Spec
 from ._specs import create as create
 from ._specs import load as load
 from ._specs import load_or_create as load_or_create
 from ._stats import LoggingStats as LoggingStats
 from ._stats import MemoryStats as MemoryStats
+from ._stats import MultiStats as MultiStats
 
 # The optional backends import their drivers only when constructed, so `import wes` needs
 # none of them; constructing one without its driver says which extra to install.
@@ -74,9 +77,11 @@ __all__ = [
     "MemoryRegistry",
     "MemoryStats",
     "MemoryStore",
+    "MultiStats",
     "Node",
     "NodeNotRunning",
     "PostgresStore",
+    "PrometheusStats",
     "RedisRegistry",
     "RedisStore",
     "ReentrantCall",
@@ -95,6 +100,7 @@ __all__ = [
     "UsageError",
     "WesError",
     "command",
+    "configure_logging",
     "create",
     "load",
     "load_or_create",

@@ -17,7 +17,13 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# (uvicorn adds `color_message`, an ANSI-coloured copy of the message: not a field.)
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 _BARE = re.compile(r"[^\s\"=\\]+")  # a text value that needs no quotes
 
 
