@@ -11,6 +11,8 @@ import pytest
 
 from servers import postgres_server, redis_server
 
+pytest_plugins = ["backends"]  # the `backend` fixture over stores and registries
+
 TEST_TIMEOUT = 30.0  # seconds; a hung async test fails instead of blocking the suite
 
 

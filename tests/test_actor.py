@@ -4,60 +4,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 import wes
-from wes.abc import Record, Store, Write
+from backends import Backend, stored
+from wes.abc import Store, Write
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
 A = ("counter", "a")
 B = ("counter", "b")
-
-
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it, so data outlives a node."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        return await self.inner.write(batches)
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> Store:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return wes.SqliteStore(str(self.path))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
-
-
-async def stored(store: Store, key: str) -> dict[str, Any] | None:
-    """The decoded state stored under `key`, or None."""
-    record = (await store.read([key])).get(key)
-    return None if record is None else wes.JsonCodec().decode(record.data)
 
 
 class Counter(wes.Actor):
@@ -299,13 +257,14 @@ async def test_async_handler_exception_reaches_caller_and_kills_channel() -> Non
 # --- stop_channel() and leave() from handlers ----------------------------------------------
 
 
+@pytest.mark.registries
 async def test_stop_channel_from_handler_stops_normally_after_the_command(
     backend: Backend,
 ) -> None:
     """`self.stop_channel()` stops the channel once the command is done: saved, released."""
     store = backend.store()
     stats = wes.MemoryStats()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(store, stats=stats, registry=registry)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
@@ -321,11 +280,12 @@ async def test_stop_channel_from_handler_stops_normally_after_the_command(
             await node.command(SESSION, "incr")
 
 
+@pytest.mark.registries
 async def test_leave_saves_and_leaves_the_channel(backend: Backend) -> None:
     """`self.leave()` saves the channel's actors and takes the actor out once the command is done;
     the rest of the channel keeps running and the actor can join another channel."""
     store = backend.store()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(store, registry=registry)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1), wes.create(B, 2)])

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 import wes
+from backends import Backend, stored
 from wes.abc import Record, Store, Write
 
 SESSION = ("session", "s1")
@@ -21,8 +21,8 @@ B = ("counter", "b")
 C = ("counter", "c")
 
 
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it; records every batch."""
+class Recording(Store):
+    """Delegates to a store and records the keys of every batch written."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
@@ -38,30 +38,8 @@ class KeepOpen(Store):
     def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
         return self.inner.scan(prefix)
 
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> KeepOpen:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return KeepOpen(wes.SqliteStore(str(self.path)))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
-
-
-async def stored(store: Store, key: str) -> dict[str, Any] | None:
-    """The decoded state stored under `key`, or None."""
-    record = (await store.read([key])).get(key)
-    return None if record is None else wes.JsonCodec().decode(record.data)
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class Counter(wes.Actor):
@@ -188,12 +166,13 @@ def make_node(
 # --- a raising actor kills the channel unsaved ----------------------------------------------
 
 
+@pytest.mark.registries
 async def test_raising_actor_kills_the_channel_unsaved(backend: Backend) -> None:
     """When an actor raises, the caller gets that very exception, the channel stops without
     saving, its locks are released, stats count a stop named after the exception, and the next
     start sees the last persisted states."""
     store = backend.store()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     stats = wes.MemoryStats()
     node = make_node(store, registry, stats)
     async with node:
@@ -299,7 +278,7 @@ async def test_command_to_an_empty_channel_is_a_dead_letter() -> None:
 async def test_a_channel_saves_all_its_actors_in_one_batch(backend: Backend) -> None:
     """A channel save writes all its changed actors in one atomic batch, on stop and on periodic
     saves."""
-    store = backend.store()
+    store = Recording(backend.store())
     node = make_node(store, save_interval=0.1)
     keys = {"counter/a", "counter/b", "counter/c"}
     async with node:
@@ -314,8 +293,9 @@ async def test_a_channel_saves_all_its_actors_in_one_batch(backend: Backend) -> 
     touching = [set(batch) for batch in store.batches if keys & set(batch)]
     assert len(touching) >= 2
     assert all(batch == keys for batch in touching), touching
-    for key in keys:
-        assert await stored(store, key) == {"value": 2}
+    async with backend.store() as reopened:
+        for key in keys:
+            assert await stored(reopened, key) == {"value": 2}
 
 
 # --- serial execution --------------------------------------------------------------------
@@ -498,10 +478,11 @@ async def test_commands_queued_behind_a_raising_command_do_not_run(backend: Back
         assert await node.read(g, "value") == 0
 
 
+@pytest.mark.registries
 async def test_concurrent_create_channel_starts_it_once(backend: Backend) -> None:
     """Of two concurrent `create_channel` calls for one channel, one starts it and the other
     fails with ChannelAlreadyStarted."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(OTHER, [wes.create(A, 3)])
         await node.stop_channel(OTHER)
@@ -517,10 +498,11 @@ async def test_concurrent_create_channel_starts_it_once(backend: Backend) -> Non
         assert await node.read(A, "value") == 3
 
 
+@pytest.mark.registries
 async def test_concurrent_channels_cannot_both_take_an_actor(backend: Backend) -> None:
     """Of two channels started concurrently with the same actor, exactly one gets it; the other
     fails with ActorAlreadyLocked and starts nothing."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(("session", "seed"), [wes.create(A, 3)])
         await node.stop_channel(("session", "seed"))
@@ -537,9 +519,10 @@ async def test_concurrent_channels_cannot_both_take_an_actor(backend: Backend) -
         assert await node.status(loser) is None
 
 
+@pytest.mark.registries
 async def test_concurrent_ensure_channel_yields_one_channel(backend: Backend) -> None:
     """Concurrent `ensure_channel` calls for one channel all succeed and share one channel."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         refs = await asyncio.gather(
             *(node.ensure_channel(SESSION, [wes.load_or_create(A, 1)]) for _ in range(4))

@@ -9,12 +9,12 @@ import itertools
 import json
 import sys
 from collections.abc import AsyncIterator, Hashable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wes
+from backends import Backend, stored
 from conftest import wait_until
 from wes.abc import Claim, ClaimKind, Ident, NameTaken, Record, Registry, Store, Write
 
@@ -22,41 +22,6 @@ SESSION = ("session", "s1")
 OTHER = ("session", "s2")
 A = ("counter", "a")
 SPOILT = ("counter", "spoilt")
-
-
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it, so data outlives a node."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        return await self.inner.write(batches)
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> Store:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return wes.SqliteStore(str(self.path))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
 
 
 class Recorder(wes.abc.Stats):
@@ -80,12 +45,6 @@ class Recorder(wes.abc.Stats):
 
     def errors(self, kind: str, name: str) -> list[BaseException | None]:
         return [e for k, n, _, e in self.events if (k, n) == (kind, name)]
-
-
-async def stored(store: Store, key: str) -> dict[str, Any] | None:
-    """The decoded state stored under `key`, or None."""
-    record = (await store.read([key])).get(key)
-    return None if record is None else wes.JsonCodec().decode(record.data)
 
 
 class Counter(wes.Actor):
@@ -188,18 +147,19 @@ async def test_command_durability_holds_for_concurrent_channels(backend: Backend
         await asyncio.gather(*(bump(i) for i in range(10)))
 
 
+@pytest.mark.registries
 async def test_restart_after_command_durability_sees_acknowledged_commands(
     backend: Backend,
 ) -> None:
     """A new node on the same store sees every command acknowledged under durability="command",
     even when the old node's channel died before any normal stop."""
-    node = make_node(backend.store(), durability="command")
+    node = make_node(backend.store(), backend.registry(), durability="command")
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         await node.command(SESSION, "incr", 5)
         with pytest.raises(wes.StateNotEncodable):
             await node.command(SESSION, "spoil")  # the channel dies without saving
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(SESSION, [wes.load(A)])
         assert await node.read(A, "value") == 6
@@ -281,17 +241,10 @@ async def test_node_codec_encodes_and_decodes_states(backend: Backend) -> None:
 # --- stores refuse stale tokens ------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def raw_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "memory":
-        return wes.MemoryStore()
-    return wes.SqliteStore(str(tmp_path / "raw.db"))
-
-
-async def test_store_refuses_a_write_with_an_older_token(raw_store: Store) -> None:
+async def test_store_refuses_a_write_with_an_older_token(backend: Backend) -> None:
     """A batch holding a key whose stored token is newer is refused whole with StaleToken in its
     slot; other batches of the same call are written."""
-    async with raw_store as store:
+    async with backend.store() as store:
         assert await store.write([[Write("k", b"new", 1, 10)]]) == [None]
         result = await store.write(
             [[Write("k2", b"x", 1, 5), Write("k", b"old", 1, 5)], [Write("o", b"y", 1, 1)]]
@@ -304,9 +257,9 @@ async def test_store_refuses_a_write_with_an_older_token(raw_store: Store) -> No
         assert records["o"] == Record(b"y", 1, 1)
 
 
-async def test_store_accepts_equal_and_newer_tokens(raw_store: Store) -> None:
+async def test_store_accepts_equal_and_newer_tokens(backend: Backend) -> None:
     """A write carrying the stored token or a newer one replaces the record."""
-    async with raw_store as store:
+    async with backend.store() as store:
         assert await store.write([[Write("k", b"one", 1, 10)]]) == [None]
         assert await store.write([[Write("k", b"two", 2, 10)]]) == [None]
         assert (await store.read(["k"]))["k"] == Record(b"two", 2, 10)
@@ -450,13 +403,13 @@ async def test_fencing_tokens_outrank_those_of_an_earlier_process() -> None:
 # --- leases of running channels ------------------------------------------------------------
 
 
-async def test_running_channel_keeps_its_lease_renewed() -> None:
+@pytest.mark.registries
+async def test_running_channel_keeps_its_lease_renewed(backend: Backend) -> None:
     """A running channel with a short lease renews its own and its actors' claims past several
     lease periods, and stays exclusive."""
-    registry = wes.MemoryRegistry()
-    store = wes.MemoryStore()
+    registry = backend.registry()
     stats = wes.MemoryStats()
-    node = make_node(store, registry, stats, lease=0.3)
+    node = make_node(backend.store(), registry, stats, lease=0.3)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         for _ in range(12):  # 1.2 s: four lease periods
@@ -466,7 +419,7 @@ async def test_running_channel_keeps_its_lease_renewed() -> None:
         assert ("stop", "lease_lost") not in stats.counts()
         await node.command(SESSION, "incr")
         assert await node.read(A, "value") == 2
-        rival = make_node(store, registry)
+        rival = make_node(backend.store(), backend.registry())
         async with rival:
             with pytest.raises(wes.ChannelAlreadyStarted):
                 await rival.create_channel(SESSION)
@@ -475,10 +428,10 @@ async def test_running_channel_keeps_its_lease_renewed() -> None:
 
 
 class Refusing(Registry):
-    """A MemoryRegistry whose renewals can be made to fail."""
+    """Delegates to a registry; its renewals can be made to fail."""
 
-    def __init__(self) -> None:
-        self.inner = wes.MemoryRegistry()
+    def __init__(self, inner: Registry) -> None:
+        self.inner = inner
         self.refuse = False
 
     async def claim(
@@ -497,12 +450,16 @@ class Refusing(Registry):
     async def holder(self, kind: ClaimKind, ident: Ident) -> Hashable | None:
         return await self.inner.holder(kind, ident)
 
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
+
+@pytest.mark.registries
 async def test_channel_that_loses_its_lease_stops_without_saving(backend: Backend) -> None:
     """A channel whose lease renewal fails stops without saving, counted as ("stop",
     "lease_lost")."""
     store = backend.store()
-    registry = Refusing()
+    registry = Refusing(backend.registry())
     stats = wes.MemoryStats()
     node = make_node(store, registry, stats, lease=0.3, save_interval=None)
     async with node:
@@ -519,12 +476,21 @@ async def test_channel_that_loses_its_lease_stops_without_saving(backend: Backen
     assert stats.counts().get(("stop", "lease_lost")) == 1
 
 
-class Failing(KeepOpen):
-    """A store whose writes can be made to fail: raising, or refusing each batch."""
+class Failing(Store):
+    """Delegates to a store; its writes can be made to fail: raising, or refusing each batch."""
 
     def __init__(self, inner: Store) -> None:
-        super().__init__(inner)
+        self.inner = inner
         self.mode: str | None = None
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
+        return await self.inner.read(keys)
+
+    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
+        return self.inner.scan(prefix)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         if self.mode == "raise":
@@ -581,12 +547,13 @@ class Lying(Refusing):
         return [True] * len(claims)
 
 
+@pytest.mark.registries
 async def test_stale_owner_cannot_overwrite_a_newer_owners_state(backend: Backend) -> None:
     """A channel whose claims expired unnoticed cannot overwrite the state a newer owner of its
     actor saved: the store refuses the stale write and the stale channel stops."""
-    lying = Lying()
+    lying = Lying(backend.registry())
     stale = make_node(backend.store(), lying, lease=0.2)
-    fresh = make_node(backend.store(), lying.inner)
+    fresh = make_node(backend.store(), backend.registry())
     async with stale, fresh:
         await stale.create_channel(SESSION, [wes.create(A, 1)])
         await stale.command(SESSION, "incr", 1)  # 2, not saved yet

@@ -4,54 +4,19 @@ cannot be decoded or migrated."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import wes
+from backends import Backend
 from wes.abc import Record, Store, Write
 
 SESSION = ("session", "s1")
 A = ("counter", "a")
 
 BAD_IDS: list[Any] = ["x", ("a",), (1, "a"), ("a", 1.5), ["a", "b"], ("a", "b", "c"), None]
-
-
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it, so data outlives a node."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        return await self.inner.write(batches)
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> Store:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return wes.SqliteStore(str(self.path))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
 
 
 class Counter(wes.Actor):
@@ -314,7 +279,7 @@ async def check_not_loadable(backend: Backend, key: str, record: Record, spec: A
     """Store `record` under `key`, start a channel with `spec`, expect StateNotLoadable naming
     the key with a chained cause, nothing started and the stored bytes untouched."""
     store = backend.store()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     assert await store.write([[Write(key, record.data, record.version, record.token)]]) == [None]
     node = make_node(store, registry)
     async with node:

@@ -5,61 +5,20 @@ node lifecycle and per-type backends."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wes
-from wes.abc import Record, Store, Write
+from backends import Backend, stored
+from wes.abc import Store
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
 A = ("counter", "a")
 B = ("counter", "b")
 C = ("counter", "c")
-
-
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it, so data outlives a node."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        return await self.inner.write(batches)
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> Store:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return wes.SqliteStore(str(self.path))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
-
-
-async def stored(store: Store, key: str) -> dict[str, Any] | None:
-    """The decoded state stored under `key`, or None."""
-    record = (await store.read([key])).get(key)
-    return None if record is None else wes.JsonCodec().decode(record.data)
 
 
 class Counter(wes.Actor):
@@ -112,11 +71,12 @@ async def test_create_channel_returns_a_channel_ref() -> None:
             ref.owner = "elsewhere"  # type: ignore[misc]
 
 
-async def test_create_channel_of_a_running_channel_fails() -> None:
+@pytest.mark.registries
+async def test_create_channel_of_a_running_channel_fails(backend: Backend) -> None:
     """`create_channel` of a running channel fails with ChannelAlreadyStarted, leaves it as it was
     and locks none of the new specs' actors."""
-    registry = wes.MemoryRegistry()
-    node = make_node(registry=registry)
+    registry = backend.registry()
+    node = make_node(backend.store(), registry)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         with pytest.raises(wes.ChannelAlreadyStarted, match="s1"):
@@ -190,11 +150,12 @@ async def test_create_actor_adds_actors_to_a_running_channel() -> None:
         assert [await node.read(x, "value") for x in (A, B, C)] == [1, 3, 4]
 
 
-async def test_create_actor_on_a_channel_not_started_fails() -> None:
+@pytest.mark.registries
+async def test_create_actor_on_a_channel_not_started_fails(backend: Backend) -> None:
     """`create_actor` on a channel that does not run fails with ChannelNotStarted and locks
     nothing."""
-    registry = wes.MemoryRegistry()
-    node = make_node(registry=registry)
+    registry = backend.registry()
+    node = make_node(backend.store(), registry)
     async with node:
         with pytest.raises(wes.ChannelNotStarted, match="s1"):
             await node.create_actor(SESSION, [wes.create(A)])
@@ -202,11 +163,12 @@ async def test_create_actor_on_a_channel_not_started_fails() -> None:
         assert await registry.holder("actor", A) is None
 
 
-async def test_create_actor_of_an_actor_already_in_the_channel_fails() -> None:
+@pytest.mark.registries
+async def test_create_actor_of_an_actor_already_in_the_channel_fails(backend: Backend) -> None:
     """`create_actor` of an actor already in the channel fails with ActorAlreadyInChannel; the
     channel, that actor's state and the other specs' actors stay as they were."""
-    registry = wes.MemoryRegistry()
-    node = make_node(registry=registry)
+    registry = backend.registry()
+    node = make_node(backend.store(), registry)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         await node.command(SESSION, "incr", 2)
@@ -221,11 +183,12 @@ async def test_create_actor_of_an_actor_already_in_the_channel_fails() -> None:
         assert await node.read(A, "value") == 4
 
 
-async def test_create_actor_spec_error_leaves_the_channel_intact() -> None:
+@pytest.mark.registries
+async def test_create_actor_spec_error_leaves_the_channel_intact(backend: Backend) -> None:
     """A spec error in `create_actor` adds nothing, frees the actors it locked and leaves the
     channel running as it was."""
-    registry = wes.MemoryRegistry()
-    node = make_node(registry=registry)
+    registry = backend.registry()
+    node = make_node(backend.store(), registry)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         with pytest.raises(wes.ActorNotFound):
@@ -307,10 +270,11 @@ async def test_status_of_a_running_channel_is_its_ref() -> None:
 # --- stop_channel ------------------------------------------------------------------------
 
 
+@pytest.mark.registries
 async def test_stop_channel_saves_and_releases_every_lock(backend: Backend) -> None:
     """`stop_channel` saves every actor, frees the channel and actor claims and returns None."""
     store = backend.store()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(store, registry)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1), wes.create(B, 2)])
@@ -339,9 +303,10 @@ async def test_stop_channel_of_a_channel_not_started_fails() -> None:
             await node.stop_channel(SESSION)
 
 
+@pytest.mark.registries
 async def test_stopped_channel_can_start_again_with_its_saved_state(backend: Backend) -> None:
     """After a normal stop the channel starts again and sees the saved states."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         await node.command(SESSION, "incr", 4)
@@ -443,31 +408,34 @@ async def test_async_with_returns_the_node() -> None:
         assert entered is node
 
 
+@pytest.mark.registries
 async def test_leaving_the_node_stops_every_channel_saving(backend: Backend) -> None:
-    """Leaving `async with node` stops every channel normally, saving all their actors."""
+    """Leaving `async with node` stops every channel normally, saving all their actors, and
+    releases their claims."""
     stats = wes.MemoryStats()
-    registry = wes.MemoryRegistry()
-    node = make_node(backend.store(), registry, stats)
+    node = make_node(backend.store(), backend.registry(), stats)
     async with node:
         for i, actor in enumerate((A, B, C)):
             await node.create_channel(("session", i), [wes.create(actor, i)])
             await node.command(("session", i), "incr", 100)
     assert stats.counts().get(("stop", "normal")) == 3
-    assert await registry.holder("actor", A) is None
-    assert await registry.holder("channel", ("session", 0)) is None
+    async with backend.registry() as registry:
+        assert await registry.holder("actor", A) is None
+        assert await registry.holder("channel", ("session", 0)) is None
     store = backend.store()
     async with store:
         for i, key in enumerate(("counter/a", "counter/b", "counter/c")):
             assert await stored(store, key) == {"value": 100 + i}
 
 
+@pytest.mark.registries
 async def test_restarted_node_sees_the_saved_states(backend: Backend) -> None:
-    """A new node on the same store loads what the previous node saved."""
-    node = make_node(backend.store())
+    """A new node on the same store and registry loads what the previous node saved."""
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
         await node.command(SESSION, "incr", 2)
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(SESSION, [wes.load(A)])
         assert await node.read(A, "value") == 3
@@ -490,11 +458,13 @@ async def test_default_store_is_sqlite_file_in_working_directory(
         assert await stored(store, "counter/a") == {"value": 5}
 
 
-async def test_actor_type_store_and_registry_override_the_nodes() -> None:
+@pytest.mark.registries
+async def test_actor_type_store_and_registry_override_the_nodes(backend: Backend) -> None:
     """`actor_type(..., store=, registry=)` keeps that type's states and claims in its own
     backends."""
-    node_store, type_store = wes.MemoryStore(), wes.MemoryStore()
-    node_registry, type_registry = wes.MemoryRegistry(), wes.MemoryRegistry()
+    other = backend.sibling()
+    node_store, type_store = backend.store(), other.store()
+    node_registry, type_registry = backend.registry(), other.registry()
     node = wes.Node(store=node_store, registry=node_registry)
     node.actor_type("counter", Counter)
     node.actor_type("special", Counter, store=type_store, registry=type_registry)
@@ -511,10 +481,11 @@ async def test_actor_type_store_and_registry_override_the_nodes() -> None:
         assert await stored(type_store, "counter/a") is None
 
 
-async def test_two_nodes_share_a_registry_and_exclude_each_other() -> None:
+@pytest.mark.registries
+async def test_two_nodes_share_a_registry_and_exclude_each_other(backend: Backend) -> None:
     """Two nodes on one registry cannot both run a channel or hold one actor."""
-    registry, store = wes.MemoryRegistry(), wes.MemoryStore()
-    first, second = make_node(store, registry), make_node(store, registry)
+    first = make_node(backend.store(), backend.registry())
+    second = make_node(backend.store(), backend.registry())
     async with first, second:
         await first.create_channel(SESSION, [wes.create(A, 1)])
         with pytest.raises(wes.ChannelAlreadyStarted):
@@ -524,10 +495,11 @@ async def test_two_nodes_share_a_registry_and_exclude_each_other() -> None:
         assert await second.status(OTHER) is None
 
 
-async def test_channel_ref_owner_is_the_registered_holder() -> None:
+@pytest.mark.registries
+async def test_channel_ref_owner_is_the_registered_holder(backend: Backend) -> None:
     """A ChannelRef's owner is the node address the registry holds the channel for."""
-    registry = wes.MemoryRegistry()
-    node = make_node(registry=registry)
+    registry = backend.registry()
+    node = make_node(backend.store(), registry)
     async with node:
         ref = await node.create_channel(SESSION, [wes.create(A)])
         assert await registry.holder("channel", SESSION) == ref.owner

@@ -3,14 +3,13 @@ failed start releases every lock it took and starts nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wes
-from wes.abc import Record, Store, Write
+from backends import Backend
+from wes.abc import Store
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
@@ -18,41 +17,6 @@ THIRD = ("session", "s3")
 ALICE = ("counter", "alice")
 BOB = ("counter", "bob")
 CAROL = ("counter", "carol")
-
-
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it, so data outlives a node."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        return await self.inner.write(batches)
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> Store:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return wes.SqliteStore(str(self.path))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
 
 
 class Counter(wes.Actor):
@@ -77,7 +41,7 @@ def make_node(store: Store, registry: wes.abc.Registry | None = None, **kw: Any)
 
 async def persist(backend: Backend, *actors: tuple[tuple[str, str], int]) -> None:
     """Store the given (actor, value) pairs through a node of its own."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(THIRD, [wes.create(actor, value) for actor, value in actors])
         await node.stop_channel(THIRD)
@@ -95,10 +59,11 @@ async def test_create_builds_a_new_actor(backend: Backend) -> None:
         assert await node.read(ALICE, "value") == 3
 
 
+@pytest.mark.registries
 async def test_create_of_a_stored_actor_fails(backend: Backend) -> None:
     """`wes.create` of an actor the store holds fails with ActorAlreadyExists naming it."""
     await persist(backend, (ALICE, 1))
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         with pytest.raises(wes.ActorAlreadyExists, match="alice"):
             await node.create_channel(SESSION, [wes.create(ALICE, 5)])
@@ -107,10 +72,11 @@ async def test_create_of_a_stored_actor_fails(backend: Backend) -> None:
         assert await node.read(ALICE, "value") == 1
 
 
+@pytest.mark.registries
 async def test_create_of_an_actor_active_elsewhere_fails_locked(backend: Backend) -> None:
     """`wes.create` of an actor (not yet stored) that is active in another channel fails with
     ActorAlreadyLocked."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(OTHER, [wes.create(ALICE, 1)])
         with pytest.raises(wes.ActorAlreadyLocked, match="alice"):
@@ -121,10 +87,11 @@ async def test_create_of_an_actor_active_elsewhere_fails_locked(backend: Backend
 # --- load --------------------------------------------------------------------------------
 
 
+@pytest.mark.registries
 async def test_load_restores_the_stored_state(backend: Backend) -> None:
     """`wes.load` of a stored actor restores its last persisted state."""
     await persist(backend, (ALICE, 8))
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(SESSION, [wes.load(ALICE)])
         assert await node.read(ALICE, "value") == 8
@@ -139,11 +106,12 @@ async def test_load_of_a_missing_actor_fails(backend: Backend) -> None:
         assert await node.status(SESSION) is None
 
 
+@pytest.mark.registries
 async def test_load_of_an_actor_active_elsewhere_fails_locked(backend: Backend) -> None:
     """`wes.load` of an actor active in another channel fails with ActorAlreadyLocked and leaves
     that channel as it was."""
     await persist(backend, (ALICE, 1))
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(OTHER, [wes.load(ALICE)])
         await node.command(OTHER, "incr", 4)
@@ -166,18 +134,20 @@ async def test_load_or_create_creates_a_missing_actor(backend: Backend) -> None:
         assert await node.read(ALICE, "value") == 6
 
 
+@pytest.mark.registries
 async def test_load_or_create_loads_a_stored_actor(backend: Backend) -> None:
     """`wes.load_or_create` of a stored actor loads it and ignores the arguments."""
     await persist(backend, (ALICE, 2))
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(SESSION, [wes.load_or_create(ALICE, 99)])
         assert await node.read(ALICE, "value") == 2
 
 
+@pytest.mark.registries
 async def test_load_or_create_of_an_actor_active_elsewhere_fails_locked(backend: Backend) -> None:
     """`wes.load_or_create` of an actor active in another channel fails with ActorAlreadyLocked."""
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         await node.create_channel(OTHER, [wes.load_or_create(ALICE, 1)])
         with pytest.raises(wes.ActorAlreadyLocked):
@@ -205,10 +175,11 @@ async def test_specs_default_to_no_actors() -> None:
         assert ref.actors == ()
 
 
+@pytest.mark.registries
 async def test_several_specs_start_every_actor(backend: Backend) -> None:
     """A list of specs of different kinds starts every actor in one channel."""
     await persist(backend, (BOB, 20))
-    node = make_node(backend.store())
+    node = make_node(backend.store(), backend.registry())
     async with node:
         ref = await node.create_channel(
             SESSION, [wes.create(ALICE, 1), wes.load(BOB), wes.load_or_create(CAROL, 3)]
@@ -221,9 +192,10 @@ async def test_several_specs_start_every_actor(backend: Backend) -> None:
 # --- a failed start releases its locks and starts nothing ----------------------------------
 
 
+@pytest.mark.registries
 async def test_failed_create_channel_releases_every_lock_it_took(backend: Backend) -> None:
     """When a later spec fails, `create_channel` starts nothing and frees the actors it locked."""
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(backend.store(), registry)
     async with node:
         with pytest.raises(wes.ActorNotFound):
@@ -241,9 +213,10 @@ async def test_failed_create_channel_releases_every_lock_it_took(backend: Backen
         assert await node.read(BOB, "value") == 2
 
 
+@pytest.mark.registries
 async def test_failed_create_channel_leaves_other_channels_locks_alone(backend: Backend) -> None:
     """A start that fails on an actor locked by another channel frees only its own locks."""
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(backend.store(), registry)
     async with node:
         await node.create_channel(OTHER, [wes.create(BOB, 5)])

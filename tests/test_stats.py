@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 import wes
+from backends import Backend
 from conftest import wait_until
-from wes.abc import Ident
+from wes.abc import Ident, Store
 
 SESSION = ("session", "s1")
 EMPTY = ("session", "empty")
@@ -60,18 +61,22 @@ class Recorder(wes.abc.Stats):
         return [(i, s, e) for k, n, i, s, e in self.events if (k, n) == (kind, name)]
 
 
-def make_node(stats: wes.abc.Stats, **kw: Any) -> wes.Node:
-    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
+def make_node(stats: wes.abc.Stats, store: Store | None = None, **kw: Any) -> wes.Node:
+    node = wes.Node(
+        store=store if store is not None else wes.MemoryStore(),
+        registry=wes.MemoryRegistry(),
+        stats=stats,
+    )
     node.actor_type("counter", Counter)
     node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
     return node
 
 
-async def test_memory_stats_counts_a_channels_life() -> None:
+async def test_memory_stats_counts_a_channels_life(backend: Backend) -> None:
     """MemoryStats counts channel and actor starts, commands, reads, dead letters, saves and the
     normal stop under the keys DESIGN.md lists."""
     stats = wes.MemoryStats()
-    node = make_node(stats)
+    node = make_node(stats, backend.store())
     async with node:
         await node.create_channel(SESSION, [wes.create(A), wes.create(B)])
         await node.create_channel(EMPTY)

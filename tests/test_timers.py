@@ -4,61 +4,19 @@ timers under durability="command", and channels stopping after `idle_timeout`.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 import wes
+from backends import Backend, stored
 from conftest import wait_until
-from wes.abc import Record, Store, Write
+from wes.abc import Store
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
 T = ("ticker", "t")
 A = ("counter", "a")
-
-
-class KeepOpen(Store):
-    """Delegates to a store and leaves it open when a node closes it, so data outlives a node."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        return await self.inner.write(batches)
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-
-class Backend:
-    """Hands out stores that all see the same data: one MemoryStore, or one SQLite file."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path / "wes.db"
-        self.memory = wes.MemoryStore()
-
-    def store(self) -> Store:
-        if self.kind == "memory":
-            return KeepOpen(self.memory)
-        return wes.SqliteStore(str(self.path))
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
-
-
-async def stored(store: Store, key: str) -> dict[str, Any] | None:
-    """The decoded state stored under `key`, or None."""
-    record = (await store.read([key])).get(key)
-    return None if record is None else wes.JsonCodec().decode(record.data)
 
 
 class Ticker(wes.Actor):
@@ -183,12 +141,13 @@ async def test_timer_stops_with_its_channel() -> None:
         assert stats.counts()[("timer", "tick")] == fired
 
 
+@pytest.mark.registries
 async def test_raising_timer_kills_the_channel_unsaved(backend: Backend) -> None:
     """An exception in `on_timer` stops the channel without saving, like a command's, counted as
     a stop named after the exception; its locks are released."""
     store = backend.store()
     stats = wes.MemoryStats()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(store, registry, stats)
     async with node:
         await node.create_channel(SESSION, [wes.create(T)])
@@ -221,12 +180,13 @@ async def test_timer_changes_are_durable_under_command_durability(backend: Backe
 # --- idle timeout ------------------------------------------------------------------------
 
 
+@pytest.mark.registries
 async def test_idle_channel_stops_normally_and_saves(backend: Backend) -> None:
     """A channel without commands or reads for idle_timeout stops normally, saving, counted as
     ("stop", "idle"), and releases its locks."""
     store = backend.store()
     stats = wes.MemoryStats()
-    registry = wes.MemoryRegistry()
+    registry = backend.registry()
     node = make_node(store, registry, stats, idle_timeout=0.2)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1)])
@@ -264,10 +224,10 @@ async def test_reads_keep_a_channel_alive() -> None:
         assert ("stop", "idle") not in stats.counts()
 
 
-async def test_timers_do_not_count_as_activity() -> None:
+async def test_timers_do_not_count_as_activity(backend: Backend) -> None:
     """A channel whose only activity is a timer still stops after idle_timeout, saving the
     timer's changes."""
-    store = wes.MemoryStore()
+    store = backend.store()
     stats = wes.MemoryStats()
     node = make_node(store, stats=stats, idle_timeout=0.3)
     async with node:
