@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: .venv
-	$(BIN)/python examples/bank.py
+	$(BIN)/wes bank serve
 
 lint: .venv
 	$(BIN)/ruff check $(CHECKED)

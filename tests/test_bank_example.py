@@ -1,7 +1,12 @@
-"""The bank example: accounts, sessions, atomic transfers and persistence."""
+"""The bank without HTTP: `wes.bank.Bank` on a SQLite node, and examples/bank.py as a script.
+
+Accounts, sessions locking them, atomic transfers, overdrafts ending a session that resumes
+from its last save, and persistence.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
@@ -12,130 +17,238 @@ from pathlib import Path
 import pytest
 
 import wes
+from wes.bank import (
+    MAX_AMOUNT,
+    MAX_BALANCE,
+    Account,
+    AccountExists,
+    AccountLocked,
+    AccountNotFound,
+    BalanceLimitExceeded,
+    Bank,
+    InsufficientFunds,
+    InvalidRequest,
+    build_node,
+    session,
+)
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-sys.path.insert(0, str(EXAMPLES))
-
-import bank  # noqa: E402 - importable only once examples/ is on the path
-
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "bank.py"
 NAMES = ["alice", "bob", "carol"]
 
 
 @asynccontextmanager
-async def running(path: Path) -> AsyncIterator[wes.Node]:
-    node = bank.build_node(path / "bank.db")
+async def running(path: Path, **kwargs: float) -> AsyncIterator[Bank]:
+    node = build_node(path / "bank.db", **kwargs)
     async with node:
-        yield node
+        yield Bank(node)
+
+
+async def opened(bank: Bank, user: str, names: list[str], amount: int = 100) -> None:
+    for name in names:
+        assert await bank.open(user, name) == (True, 0)
+        assert await bank.insert(user, name, amount) == amount
+
+
+async def balances(bank: Bank, user: str, names: list[str]) -> dict[str, int]:
+    return {name: await bank.balance(user, name) for name in names}
+
+
+async def test_open_creates_then_opens(tmp_path: Path) -> None:
+    """`open` creates a missing account (stored before it returns), then only opens it."""
+    async with running(tmp_path) as bank:
+        assert await bank.open("ann", "alice") == (True, 0)
+        assert await bank.open("ann", "alice") == (False, 0)
+        store = wes.SqliteStore(tmp_path / "bank.db")
+        async with store:
+            assert "account/alice" in await store.read(["account/alice"])
+        assert await bank.accounts("ann") == ["alice"]
 
 
 async def test_insert_and_withdraw(tmp_path: Path) -> None:
-    """Inserting and withdrawing change only the named account's balance."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice", "bob"])
-        await bank.insert(node, "ann", "alice", 50)
-        await bank.withdraw(node, "ann", "bob", 30)
-        assert await bank.balances(node, "ann", ["alice", "bob"]) == {"alice": 150, "bob": 70}
+    """Inserting and withdrawing change only the named account and return its balance."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice", "bob"])
+        assert await bank.insert("ann", "alice", 50) == 150
+        assert await bank.withdraw("ann", "bob", 30) == 70
+        assert await balances(bank, "ann", ["alice", "bob"]) == {"alice": 150, "bob": 70}
 
 
 async def test_transfer_moves_money(tmp_path: Path) -> None:
     """A transfer debits the source and credits the target in one command."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice", "bob"])
-        await bank.transfer(node, "ann", "alice", "bob", 40)
-        assert await bank.balances(node, "ann", ["alice", "bob"]) == {"alice": 60, "bob": 140}
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice", "bob"])
+        assert await bank.transfer("ann", "alice", "bob", 40) == {"alice": 60, "bob": 140}
 
 
 async def test_session_locks_its_accounts(tmp_path: Path) -> None:
-    """An account in one user's session cannot be opened in another's."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice"])
-        with pytest.raises(wes.ActorAlreadyLocked):
-            await bank.open_accounts(node, "eve", ["alice"])
-        assert await node.status(bank.session("eve")) is None
+    """An account in one user's session cannot be opened or changed in another's, but its
+    balance can be read; once the session ends it is free."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice"])
+        await opened(bank, "eve", ["bob"])
+        with pytest.raises(AccountLocked) as caught:
+            await bank.open("eve", "alice")
+        assert caught.value.account == "alice"
+        with pytest.raises(AccountLocked):
+            await bank.transfer("eve", "bob", "alice", 1)
+        assert await bank.balance("eve", "alice") == 100
+        assert await bank.accounts("eve") == ["bob"]  # the failed transfer took nothing
+        assert await bank.logout("ann") is True
+        assert await bank.logout("ann") is False
+        assert await bank.transfer("eve", "bob", "alice", 1) == {"bob": 99, "alice": 101}
 
 
-async def test_overdraft_kills_session_unsaved(tmp_path: Path) -> None:
-    """An overdraft raises InsufficientFunds and stops the session, which resumes from its last
-    save."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice"])
-        await bank.insert(node, "ann", "alice", 20)
-        with pytest.raises(bank.InsufficientFunds) as caught:
-            await bank.withdraw(node, "ann", "alice", 500)
+async def test_unknown_account(tmp_path: Path) -> None:
+    """An account never created is `AccountNotFound`, naming it, whichever side it is on."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice"])
+        for call in (
+            bank.insert("ann", "ghost", 1),
+            bank.withdraw("ann", "ghost", 1),
+            bank.transfer("ann", "alice", "ghost", 1),
+            bank.transfer("ann", "ghost", "alice", 1),
+            bank.balance("ann", "ghost"),
+        ):
+            with pytest.raises(AccountNotFound) as caught:
+                await call
+            assert caught.value.account == "ghost"
+
+
+async def test_overdraft_ends_session_unsaved(tmp_path: Path) -> None:
+    """An overdraft raises InsufficientFunds and ends the session, which resumes from its last
+    save: every operation that returned before is in it."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice"])
+        await bank.insert("ann", "alice", 20)
+        with pytest.raises(InsufficientFunds) as caught:
+            await bank.withdraw("ann", "alice", 500)
         assert (caught.value.account, caught.value.balance, caught.value.amount) == (
             "alice",
             120,
             500,
         )
-        assert await node.status(bank.session("ann")) is None
-        assert await bank.balances(node, "ann", ["alice"]) == {"alice": 120}
+        assert await bank.node.status(session("ann")) is None
+        assert await bank.balance("ann", "alice") == 120
+        assert await bank.withdraw("ann", "alice", 120) == 0
 
 
 async def test_failed_transfer_credits_nobody(tmp_path: Path) -> None:
     """A transfer whose source is overdrawn leaves both accounts as last saved, even the target
     that was credited before the source raised."""
-    async with running(tmp_path) as node:
+    async with running(tmp_path) as bank:
         # alice joins the session first, so she handles the broadcast before bob raises.
-        await bank.open_accounts(node, "ann", ["alice", "bob"])
-        await bank.transfer(node, "ann", "alice", "bob", 10)
-        with pytest.raises(bank.InsufficientFunds):
-            await bank.transfer(node, "ann", "bob", "alice", 1000)
-        assert await bank.balances(node, "ann", ["alice", "bob"]) == {"alice": 90, "bob": 110}
+        await opened(bank, "ann", ["alice", "bob"])
+        await bank.transfer("ann", "alice", "bob", 10)
+        with pytest.raises(InsufficientFunds):
+            await bank.transfer("ann", "bob", "alice", 1000)
+        assert await balances(bank, "ann", ["alice", "bob"]) == {"alice": 90, "bob": 110}
 
 
-async def test_bad_amount_is_refused(tmp_path: Path) -> None:
-    """A non-positive amount raises ValueError and changes nothing."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice"])
-        await bank.insert(node, "ann", "alice", 5)
-        with pytest.raises(ValueError):
-            await bank.insert(node, "ann", "alice", -5)
-        assert await bank.balances(node, "ann", ["alice"]) == {"alice": 105}
+async def test_balance_limit(tmp_path: Path) -> None:
+    """An insert past MAX_BALANCE raises BalanceLimitExceeded and changes nothing."""
+    async with running(tmp_path) as bank:
+        node = bank.node
+        await node.ensure_channel(session("ann"), wes.create(("account", "rich"), MAX_BALANCE))
+        await node.command(session("ann"), "open")
+        with pytest.raises(BalanceLimitExceeded):
+            await bank.insert("ann", "rich", 1)
+        assert await bank.balance("ann", "rich") == MAX_BALANCE
 
 
-async def test_accounts_of_a_session_that_never_saved_are_gone(tmp_path: Path) -> None:
-    """Accounts opened in a session whose first command fails were never stored, so they are
-    gone with it."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice"])
-        with pytest.raises(bank.InsufficientFunds):
-            await bank.withdraw(node, "ann", "alice", 500)
-        with pytest.raises(wes.ActorNotFound):
-            await bank.balances(node, "ann", ["alice"])
+@pytest.mark.parametrize("amount", [0, -5, 1.5, 2.0, True, "5", None, MAX_AMOUNT + 1])
+async def test_bad_amount_is_refused(tmp_path: Path, amount: object) -> None:
+    """An amount that is not an int from 1 to MAX_AMOUNT is InvalidRequest; nothing changes
+    and the session keeps running."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice", "bob"])
+        for call in (
+            bank.insert("ann", "alice", amount),
+            bank.withdraw("ann", "alice", amount),
+            bank.transfer("ann", "alice", "bob", amount),
+        ):
+            with pytest.raises(InvalidRequest):
+                await call
+        assert await bank.node.status(session("ann")) is not None
+        assert await balances(bank, "ann", ["alice", "bob"]) == {"alice": 100, "bob": 100}
 
 
-async def test_money_is_conserved(tmp_path: Path) -> None:
-    """Random transfers, overdrafts among them, never create or destroy money."""
+@pytest.mark.parametrize("name", ["", "é", "a b", "a/b", "a" * 65, 5, None, "x\n"])
+async def test_bad_names_are_refused(tmp_path: Path, name: object) -> None:
+    """Account names and user ids outside their patterns are InvalidRequest."""
+    async with running(tmp_path) as bank:
+        with pytest.raises(InvalidRequest):
+            await bank.open("ann", name)
+        with pytest.raises(InvalidRequest):
+            await bank.open(name, "alice")
+        with pytest.raises(InvalidRequest):
+            await bank.transfer("ann", "alice", "alice", 1)
+
+
+async def test_create_race_and_account_exists(tmp_path: Path) -> None:
+    """Two sessions creating one account at once: one creates it, the other is refused."""
+    async with running(tmp_path) as bank:
+        results = await asyncio.gather(
+            bank.open("ann", "alice"), bank.open("eve", "alice"), return_exceptions=True
+        )
+        assert sorted(type(r).__name__ for r in results) == ["AccountLocked", "tuple"]
+        assert issubclass(AccountExists, wes.bank.BankError)
+
+
+async def test_money_is_conserved_under_concurrency(tmp_path: Path) -> None:
+    """Random concurrent transfers of one user, overdrafts among them, never create or destroy
+    money, and each account ends at its start plus the transfers that returned."""
     rng = random.Random(7)
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", NAMES)
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", NAMES)
+        expected = dict.fromkeys(NAMES, 100)
         refused = 0
-        for _ in range(60):
+
+        async def one() -> None:
+            nonlocal refused
             source, target = rng.sample(NAMES, 2)
+            amount = rng.randint(1, 120)
             try:
-                await bank.transfer(node, "ann", source, target, rng.randint(1, 120))
-            except bank.InsufficientFunds:
+                await bank.transfer("ann", source, target, amount)
+            except InsufficientFunds:
                 refused += 1
-            assert sum((await bank.balances(node, "ann", NAMES)).values()) == 300
+                return
+            expected[source] -= amount
+            expected[target] += amount
+
+        await asyncio.gather(*(one() for _ in range(80)))
+        assert await balances(bank, "ann", NAMES) == expected
+        assert sum(expected.values()) == 300
         assert refused > 0
+        assert len(bank._locks) == 0  # no lock left behind for a user nobody waits on
+
+
+async def test_idle_session_ends(tmp_path: Path) -> None:
+    """A session without operations for idle_timeout seconds ends, unlocking its accounts."""
+    async with running(tmp_path, idle_timeout=0.1) as bank:
+        await opened(bank, "ann", ["alice"])
+        for _ in range(100):
+            if await bank.node.status(session("ann")) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await bank.open("eve", "alice") == (False, 100)
 
 
 async def test_balances_survive_node_restart(tmp_path: Path) -> None:
     """Balances acknowledged by one node are what a new node on the same file loads."""
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice", "bob"])
-        await bank.transfer(node, "ann", "alice", "bob", 25)
-    async with running(tmp_path) as node:
-        assert await bank.balances(node, "ann", ["alice", "bob"]) == {"alice": 75, "bob": 125}
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice", "bob"])
+        await bank.transfer("ann", "alice", "bob", 25)
+    async with running(tmp_path) as bank:
+        assert await balances(bank, "eve", ["alice", "bob"]) == {"alice": 75, "bob": 125}
+        assert await bank.login("ann") == []
 
 
 async def test_acknowledged_commands_are_stored(tmp_path: Path) -> None:
-    """With durability="command", an acknowledged transfer is in the store before the session
-    stops."""
+    """With durability="command", an acknowledged transfer is in the store at once."""
     store = wes.SqliteStore(str(tmp_path / "bank.db"))
-    async with running(tmp_path) as node:
-        await bank.open_accounts(node, "ann", ["alice", "bob"])
-        await bank.transfer(node, "ann", "alice", "bob", 10)
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice", "bob"])
+        await bank.transfer("ann", "alice", "bob", 10)
         async with store:
             found = await store.read(["account/alice", "account/bob"])
         assert {key: wes.JsonCodec().decode(r.data) for key, r in found.items()} == {
@@ -144,9 +257,17 @@ async def test_acknowledged_commands_are_stored(tmp_path: Path) -> None:
         }
 
 
+def test_account_refuses_bad_opening_balance() -> None:
+    """An Account is built with an int balance from 0 to MAX_BALANCE only."""
+    assert Account().balance == 0
+    for bad in (-1, MAX_BALANCE + 1, 1.0, True):
+        with pytest.raises(InvalidRequest):
+            Account(bad)
+
+
 def run_example(cwd: Path) -> str:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "bank.py")],
+        [sys.executable, str(EXAMPLE)],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -160,7 +281,7 @@ def run_example(cwd: Path) -> str:
 def test_example_runs_twice(tmp_path: Path) -> None:
     """examples/bank.py runs as a script, twice in a row on the same wes.db."""
     first = run_example(tmp_path)
-    assert "refused" in first
+    assert "refused" in first and "undone: yes" in first
     assert (tmp_path / "wes.db").exists()
     second = run_example(tmp_path)
-    assert "balances persisted" in second
+    assert "balances persisted" in second and "undone: yes" in second

@@ -122,8 +122,7 @@ def check_user(user: Any) -> str:
     """`user` if it is a valid user id (`USER_PATTERN`), else `InvalidRequest`."""
     if not isinstance(user, str) or not USER_PATTERN.fullmatch(user):
         raise InvalidRequest(
-            f"a user id is 1 to 64 ASCII letters, digits, '_', '.', '@' or '-', "
-            f"not {_short(user)}"
+            f"a user id is 1 to 64 ASCII letters, digits, '_', '.', '@' or '-', not {_short(user)}"
         )
     return user
 

@@ -82,9 +82,9 @@ class LiveStats(Stats):
         self._started = clock()
         # Bucket i holds the commands of second _secs[i]; a slot whose second is not the one
         # asked for is stale and counts as zero, so nothing ever needs sweeping.
-        size = max(window, history) + 1
-        self._secs = [-1] * size
-        self._ring = [0] * size
+        self._size = max(window, history) + 1
+        self._secs = [-1] * self._size
+        self._ring = [0] * self._size
         self._counts: dict[tuple[str, str], int] = {}
         self._errors: deque[LiveError] = deque(maxlen=max_errors)
         self._error_total = 0
@@ -109,7 +109,7 @@ class LiveStats(Stats):
             counts[other] = counts.get(other, 0) + 1
         if kind == "command":
             sec = int(self._clock())
-            i = sec % len(self._ring)
+            i = sec % self._size
             if self._secs[i] == sec:
                 self._ring[i] += 1
             else:
@@ -133,7 +133,7 @@ class LiveStats(Stats):
     # -- reading --------------------------------------------------------------------------
 
     def _bucket(self, sec: int) -> int:
-        i = sec % len(self._ring)
+        i = sec % self._size
         return self._ring[i] if self._secs[i] == sec else 0
 
     def rate(self) -> float:

@@ -1,0 +1,446 @@
+"""The `wes` command: `wes bank serve` runs the bank over HTTP, `wes inspect` lists the
+actors a store holds. `wes --help` and `wes COMMAND --help` tell the options.
+
+Exit codes: 0 done (also after SIGTERM or SIGINT: the service stops accepting requests,
+stops every session normally, saving, and releases every lease), 1 something failed while
+running (a store that cannot be reached, a port in use, a missing extra), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._abc import Record, Registry, Store
+from ._errors import WesError
+
+log = logging.getLogger("wes.cli")
+
+DEFAULT_DB = "wes.db"
+GRACE = 10  # seconds in-flight requests get to finish after SIGTERM before they are cut
+PROBE_TIMEOUT = 10.0  # seconds the store and registry get to answer at startup
+
+
+class UsageProblem(Exception):
+    """A bad argument found after parsing, such as a URL of an unknown scheme (exit 2)."""
+
+
+# -- URLs -----------------------------------------------------------------------------------
+
+
+def store_from_url(url: str) -> Store:
+    """A store for `url`: `sqlite:///relative/path`, `sqlite:////absolute/path`,
+    `redis://host:port/db` (also `rediss://`, `unix://`), `postgresql://...` (or
+    `postgres://`), or `memory` (gone when the process ends)."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from ._backends.memory import MemoryStore
+
+        return MemoryStore()
+    if scheme == "sqlite":
+        from ._backends.sqlite import SqliteStore
+
+        return SqliteStore(_sqlite_path(url))
+    if scheme in ("redis", "rediss", "unix"):
+        _check_netloc(url)
+        from ._backends.redis import RedisStore
+
+        return RedisStore(url)
+    if scheme in ("postgresql", "postgres"):
+        _check_netloc(url, need_host=False)  # no host: libpq's local socket
+        from ._backends.postgres import PostgresStore
+
+        try:
+            return PostgresStore(url)
+        except WesError as exc:
+            raise UsageProblem(f"bad store URL {url!r}: {exc}") from None
+    raise UsageProblem(
+        f"bad store URL {url!r}: use sqlite:///PATH, redis://HOST[:PORT][/DB], "
+        f"postgresql://USER@HOST/DB or memory"
+    )
+
+
+def registry_from_url(url: str) -> Registry:
+    """A registry for `url`: `memory` (this process only), `sqlite:///PATH` (the processes
+    of one host), or `redis://host:port/db` (several hosts)."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from ._backends.memory import MemoryRegistry
+
+        return MemoryRegistry()
+    if scheme == "sqlite":
+        from ._backends.sqlite_registry import SqliteRegistry
+
+        return SqliteRegistry(_sqlite_path(url))
+    if scheme in ("redis", "rediss", "unix"):
+        _check_netloc(url)
+        from ._backends.redis import RedisRegistry
+
+        return RedisRegistry(url)
+    raise UsageProblem(
+        f"bad registry URL {url!r}: use memory, sqlite:///PATH or redis://HOST[:PORT][/DB]"
+    )
+
+
+def _scheme(url: str) -> str:
+    if url in ("memory", "memory://"):
+        return "memory"
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep and scheme else ""
+
+
+def _sqlite_path(url: str) -> str:
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        raise UsageProblem(
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    return url[len("sqlite:///") :]
+
+
+def _check_netloc(url: str, *, need_host: bool = True) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise UsageProblem(f"bad URL {url!r}: {exc}") from None
+    if need_host and parts.scheme != "unix" and not parts.hostname:
+        raise UsageProblem(f"bad URL {url!r}: it names no host")
+
+
+def _store_arg(args: argparse.Namespace) -> tuple[Store, str]:
+    if args.store is not None:
+        return store_from_url(args.store), args.store
+    from ._backends.sqlite import SqliteStore
+
+    return SqliteStore(args.db), f"sqlite:///{args.db}"
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {port}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return seconds
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--db",
+        metavar="PATH",
+        default=DEFAULT_DB,
+        help=f"the SQLite file holding the states (default: {DEFAULT_DB} here)",
+    )
+    where.add_argument(
+        "--store",
+        metavar="URL",
+        help="the store instead of --db: sqlite:///PATH, redis://HOST[:PORT][/DB], "
+        "postgresql://USER@HOST/DB, or memory",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `wes` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="wes",
+        description="wes: actor-based services on asyncio.",
+        epilog="Run `wes COMMAND --help` for the options of a command.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    bank = commands.add_parser(
+        "bank",
+        help="the wes bank: accounts as actors, sessions as channels",
+        description="The wes bank, the demo of the Erlang original, as an HTTP service.",
+    )
+    bank_commands = bank.add_subparsers(title="commands", metavar="COMMAND")
+    bank.set_defaults(run=None, parser=bank)
+
+    serve = bank_commands.add_parser(
+        "serve",
+        help="serve the bank over HTTP",
+        description="Serve the bank over HTTP until SIGTERM or SIGINT, then stop every "
+        "session normally (saving), release every lease and exit 0. Each request names its "
+        "session in a User-Id header; GET / is a live page, GET /metrics Prometheus metrics.",
+    )
+    _add_store_options(serve)
+    serve.add_argument(
+        "--registry",
+        metavar="URL",
+        default="memory",
+        help="where sessions and accounts are locked: memory (this process; the default), "
+        "sqlite:///PATH (the processes of one host), redis://HOST[:PORT][/DB] (several hosts)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument(
+        "--port", type=_port, default=8080, help="the port to listen on (0: any free one)"
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="a session without requests for this long ends, saving and unlocking its "
+        "accounts (default: 60)",
+    )
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the lowest level logged (default: info; debug shows every stats event)",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve, parser=serve)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="list the actors a store holds and their states",
+        description="List every stored actor, one per line: its key, the version of the "
+        "class that wrote it, the fencing token of the write, and its decoded state.",
+    )
+    _add_store_options(inspect)
+    inspect.add_argument(
+        "--prefix", default="", metavar="P", help="only keys starting with P, such as account/"
+    )
+    inspect.add_argument(
+        "--json", action="store_true", help="one JSON object per line instead of columns"
+    )
+    inspect.set_defaults(run=_inspect, parser=inspect)
+    parser.set_defaults(run=None, parser=parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `wes` command; return its exit code."""
+    args = build_parser().parse_args(argv)
+    sub: argparse.ArgumentParser = args.parser
+    if args.run is None:
+        sub.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args.run(args)
+    except UsageProblem as exc:
+        sub.error(str(exc))  # exits 2
+    except ImportError as exc:
+        print(f"wes: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+# -- wes inspect ----------------------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    if args.store is None and not os.path.isfile(args.db):
+        raise UsageProblem(f"no database at {args.db!r}")
+    if args.store is not None and _scheme(args.store) == "sqlite":
+        path = _sqlite_path(args.store)
+        if not os.path.isfile(path):
+            raise UsageProblem(f"no database at {path!r}")
+    store, _ = _store_arg(args)
+    try:
+        count = asyncio.run(_list(store, args.prefix, as_json=args.json))
+    except WesError as exc:
+        print(f"wes inspect: {exc}", file=sys.stderr)
+        return 1
+    print(f"{count} actor{'' if count == 1 else 's'}", file=sys.stderr)
+    return 0
+
+
+async def _list(store: Store, prefix: str, *, as_json: bool) -> int:
+    from ._codec import JsonCodec
+
+    codec = JsonCodec()
+    count = 0
+    out = sys.stdout
+    if not as_json:
+        out.write("KEY\tVERSION\tTOKEN\tSTATE\n")
+    async with store:
+        async for key, record in store.scan(prefix):
+            count += 1
+            state, problem = _decode(codec, record)
+            if as_json:
+                row: dict[str, Any] = {
+                    "key": key,
+                    "version": record.version,
+                    "token": record.token,
+                    "state": state,
+                }
+                if problem is not None:
+                    row["error"] = problem
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                shown = problem if problem is not None else json.dumps(state, ensure_ascii=False)
+                out.write(f"{key}\t{record.version}\t{record.token}\t{shown}\n")
+    out.flush()
+    return count
+
+
+def _decode(codec: Any, record: Record) -> tuple[Any, str | None]:
+    try:
+        return codec.decode(record.data), None
+    except Exception as exc:
+        return None, f"<{len(record.data)} bytes that do not decode: {exc}>"
+
+
+# -- wes bank serve -------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401 - only to fail early, naming the extra
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ImportError("wes bank serve needs: pip install 'wes-actors[service]'") from None
+    store, store_url = _store_arg(args)
+    registry = registry_from_url(args.registry)
+    from ._logging import configure_logging
+
+    handler = configure_logging(args.log_level, json=args.log_json, loggers=("wes", "uvicorn"))
+    handler.addFilter(_drop_color)
+    try:
+        return asyncio.run(_serve_async(args, store, registry, store_url))
+    except KeyboardInterrupt:  # a SIGINT before the handlers were in place
+        return 0
+
+
+def _drop_color(record: logging.LogRecord) -> bool:
+    """uvicorn adds a copy of its message with terminal colours; a log line wants one."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
+async def _serve_async(
+    args: argparse.Namespace, store: Store, registry: Registry, store_url: str
+) -> int:
+    import uvicorn
+
+    from ._prometheus import PrometheusStats
+    from ._stats import LoggingStats, MultiStats
+    from .bank import build_node
+    from .bank._app import create_app
+    from .bank._live import LiveStats
+
+    prometheus = PrometheusStats()
+    stats = MultiStats(LoggingStats(), prometheus, LiveStats())
+    node = build_node(store, registry, stats, idle_timeout=args.idle_timeout)
+    prometheus.watch(node)
+    app = create_app(node)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=args.access_log,
+        lifespan="off",
+        timeout_graceful_shutdown=GRACE,
+        server_header=False,
+    )
+    server = _server_class()(config)
+    with _stop_on_signals(server):
+        async with node:
+            try:
+                await asyncio.wait_for(_probe(store, registry), PROBE_TIMEOUT)
+            except (WesError, TimeoutError) as exc:
+                log.error("the store or registry does not answer: %s", str(exc) or "timeout")
+                return 1
+            log.info("bank starting: store %s, registry %s", store_url, args.registry)
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn's way to say it could not start; it logged why
+                return 1
+            log.info("stopping: saving and ending %d sessions", node.live_channels)
+        log.info("stopped: every session ended and every lease released")
+    return 0
+
+
+async def _probe(store: Store, registry: Registry) -> None:
+    """One read of each backend, so a store or registry that is down stops the start."""
+    try:
+        await store.read(["wes-cli/probe"])
+        await registry.holder("channel", ("wes-cli", "probe"))
+    except WesError:
+        raise
+    except Exception as exc:
+        raise WesError(f"{exc!r}") from exc
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: Any) -> Iterator[None]:
+    """SIGTERM or SIGINT: the server stops accepting requests, lets the running ones finish
+    and returns; a second SIGINT cuts the wait for them short. Installed around the whole
+    run, so a signal during the final saves cannot kill the process half way."""
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not server.should_exit:
+            log.info("%s: stopping", sig.name)
+            server.should_exit = True
+        elif sig == signal.SIGINT:
+            log.info("SIGINT again: not waiting for running requests")
+            server.force_exit = True
+
+    for sig in handled:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, without its own signal handling: `_stop_on_signals` does it,
+        and unlike uvicorn's it does not raise the signal again once the server stopped
+        (which would kill the process before the node saved)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+        def install_signal_handlers(self) -> None:  # older uvicorn
+            pass
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                for listener in getattr(self, "servers", ()):
+                    for sock in listener.sockets:
+                        host, port = sock.getsockname()[:2]
+                        host = f"[{host}]" if ":" in host else host
+                        print(f"wes bank: serving on http://{host}:{port}", flush=True)
+
+    return Server
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The bank over HTTP: a Starlette app on a running node (see `create_app` for the API).
+
+Every answer is JSON. An error answer is `{"error": CODE, "message": TEXT}`, plus the
+account, balance and amount of an overdraft and `"session_ended": true`. Bad input is a 4xx,
+never a 5xx. A 503 (with `Retry-After`) means something outside broke or the node is
+stopping: the request was not acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+try:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import BaseRoute, Route
+except ImportError:
+    raise ImportError("the bank service needs: pip install 'wes-actors[service]'") from None
+
+from .._abc import Stats
+from .._errors import (
+    LeaseLost,
+    NodeNotRunning,
+    RegistryUnavailable,
+    StaleToken,
+    StoreUnavailable,
+)
+from .._node import Node
+from .._prometheus import PrometheusStats
+from ._account import (
+    AccountExists,
+    AccountLocked,
+    AccountNotFound,
+    BalanceLimitExceeded,
+    InsufficientFunds,
+    InvalidRequest,
+    SessionElsewhere,
+)
+from ._bank import Bank, SessionUnavailable
+from ._live import LiveStats, live_routes
+
+S = TypeVar("S", bound=Stats)
+
+MAX_BODY = 16 * 1024
+"""The largest request body read, in bytes; a bank request needs a few dozen."""
+
+# Exception type -> (status, error code). The first match in this order wins.
+_ERRORS: list[tuple[type[BaseException], int, str]] = [
+    (InvalidRequest, 400, "invalid_request"),
+    (AccountNotFound, 404, "account_not_found"),
+    (AccountLocked, 409, "account_locked"),
+    (AccountExists, 409, "account_exists"),
+    (SessionElsewhere, 409, "session_elsewhere"),
+    (InsufficientFunds, 409, "insufficient_funds"),
+    (BalanceLimitExceeded, 409, "balance_limit_exceeded"),
+    (SessionUnavailable, 503, "session_unavailable"),
+    (NodeNotRunning, 503, "stopping"),
+    (StoreUnavailable, 503, "store_unavailable"),
+    (RegistryUnavailable, 503, "registry_unavailable"),
+    (LeaseLost, 503, "lease_lost"),
+    (StaleToken, 503, "lease_lost"),
+]
+
+
+class ApiError(Exception):
+    """An answer other than success, raised by the endpoints' request parsing."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def create_app(node: Node, *, bank: Bank | None = None, title: str = "wes bank") -> Starlette:
+    """The bank's HTTP API on `node` (built with `wes.bank.build_node`), as a Starlette app.
+
+    The caller runs the node around the server (`async with node:`); the app neither starts
+    nor stops it. Every bank route needs a `User-Id` header: it names the caller's session,
+    the channel `("bank_session", user)`.
+
+    - `POST /`: log in, starting the session; 200 `{"session", "accounts"}`.
+    - `DELETE /`: log out, ending the session (saving, unlocking its accounts); 200
+      `{"session", "stopped"}`.
+    - `POST /{account}`: create the account (balance 0) in the session; 201
+      `{"account", "balance", "created": true}`. An existing account is opened in the
+      session instead: 200, `"created": false`.
+    - `POST /{account}/insert`, `POST /{account}/withdraw` with `{"amount": n}`: 200
+      `{"account", "balance"}`.
+    - `POST /{from}/transfer` with `{"to": name, "amount": n}`: 200
+      `{"from", "to", "amount", "balances": {from: n, to: n}}`, atomically.
+    - `GET /{account}/balance`: 200 `{"balance": n}`; takes no lock.
+    - `GET /metrics`: Prometheus text, when the node's stats include `PrometheusStats`
+      (else 404).
+    - `GET /healthz`: 200 `{"status": "ok"}` while the server runs; a constant answer, for
+      health checks and as the baseline of the HTTP benchmark.
+    - `GET /`: the live page, when the node's stats include `LiveStats` (else a JSON line).
+
+    400: missing or invalid `User-Id`, an invalid account name, a body that is not a JSON
+    object, a missing field, an amount that is not an integer from 1 to `MAX_AMOUNT`, a
+    transfer to the source itself; 413: a body over `MAX_BODY` bytes. 404: an unknown
+    account or route. 409: the account is open in another session (`account_locked`), the
+    user's session runs on another node, an overdraft (`insufficient_funds`; the session
+    ended unsaved and resumes from its last save, which holds every acknowledged request),
+    a balance above `MAX_BALANCE`. 503 (`Retry-After: 1`): the store or registry failed, a
+    lease was lost, or the node is stopping; the request was not acknowledged.
+
+    Args:
+        node: the node; its stats sinks (also inside a `MultiStats`) are looked at for a
+            `PrometheusStats` to serve at `/metrics` and a `LiveStats` for the live page.
+        bank: the operations; default `Bank(node)`.
+        title: the live page's title.
+    """
+    bank = bank if bank is not None else Bank(node)
+    prometheus = find_sink(node.stats, PrometheusStats)
+    live = find_sink(node.stats, LiveStats)
+    extra: list[BaseRoute] = []
+    if live is not None:
+        extra += live_routes(node, live, title=title)
+    else:
+        extra.append(Route("/", _index, methods=["GET"]))
+    extra.append(Route("/metrics", _metrics_endpoint(prometheus), methods=["GET"]))
+    extra.append(Route("/healthz", _healthz, methods=["GET"]))
+    # Account names that would clash with the other routes' first path segment.
+    reserved = frozenset(
+        {"metrics", "api", "healthz"} | {_path(r).strip("/").split("/")[0] for r in extra}
+    )
+    reserved -= {""}
+    ops = _Endpoints(bank, reserved)
+    routes: list[BaseRoute] = [
+        Route("/", ops.login, methods=["POST"]),
+        Route("/", ops.logout, methods=["DELETE"]),
+        *extra,
+        Route("/{account}", ops.open, methods=["POST"]),
+        Route("/{account}/insert", ops.insert, methods=["POST"]),
+        Route("/{account}/withdraw", ops.withdraw, methods=["POST"]),
+        Route("/{account}/transfer", ops.transfer, methods=["POST"]),
+        Route("/{account}/balance", ops.balance, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.bank = bank
+    app.state.node = node
+    return app
+
+
+def find_sink(stats: Stats, cls: type[S]) -> S | None:
+    """The first sink of type `cls` in `stats`, also looking inside `MultiStats`."""
+    if isinstance(stats, cls):
+        return stats
+    for sink in getattr(stats, "sinks", ()):
+        found = find_sink(sink, cls)
+        if found is not None:
+            return found
+    return None
+
+
+def _path(route: BaseRoute) -> str:
+    path = getattr(route, "path", "")
+    return path if isinstance(path, str) else ""
+
+
+class _Endpoints:
+    """The bank routes; each turns the request into a `Bank` call and its outcome into JSON."""
+
+    def __init__(self, bank: Bank, reserved: frozenset[str]) -> None:
+        self.bank = bank
+        self.reserved = reserved
+
+    async def login(self, request: Request) -> Response:
+        return await _answer(request, self._login)
+
+    async def _login(self, request: Request) -> Response:
+        user = _user(request)
+        accounts = await self.bank.login(user)
+        return JSONResponse({"session": user, "accounts": sorted(accounts)})
+
+    async def logout(self, request: Request) -> Response:
+        return await _answer(request, self._logout)
+
+    async def _logout(self, request: Request) -> Response:
+        user = _user(request)
+        return JSONResponse({"session": user, "stopped": await self.bank.logout(user)})
+
+    async def open(self, request: Request) -> Response:
+        return await _answer(request, self._open)
+
+    async def _open(self, request: Request) -> Response:
+        user, name = _user(request), self._account(request)
+        created, balance = await self.bank.open(user, name)
+        body = {"account": name, "balance": balance, "created": created}
+        return JSONResponse(body, status_code=201 if created else 200)
+
+    async def insert(self, request: Request) -> Response:
+        return await _answer(request, self._insert)
+
+    async def _insert(self, request: Request) -> Response:
+        user, name = _user(request), self._account(request)
+        amount = _field(await _body(request), "amount")
+        balance = await self.bank.insert(user, name, amount)
+        return JSONResponse({"account": name, "balance": balance})
+
+    async def withdraw(self, request: Request) -> Response:
+        return await _answer(request, self._withdraw)
+
+    async def _withdraw(self, request: Request) -> Response:
+        user, name = _user(request), self._account(request)
+        amount = _field(await _body(request), "amount")
+        balance = await self.bank.withdraw(user, name, amount)
+        return JSONResponse({"account": name, "balance": balance})
+
+    async def transfer(self, request: Request) -> Response:
+        return await _answer(request, self._transfer)
+
+    async def _transfer(self, request: Request) -> Response:
+        user, source = _user(request), self._account(request)
+        body = await _body(request)
+        target, amount = _field(body, "to"), _field(body, "amount")
+        if isinstance(target, str):
+            target = self._name(target)
+        balances = await self.bank.transfer(user, source, target, amount)
+        return JSONResponse({"from": source, "to": target, "amount": amount, "balances": balances})
+
+    async def balance(self, request: Request) -> Response:
+        return await _answer(request, self._balance)
+
+    async def _balance(self, request: Request) -> Response:
+        user, name = _user(request), self._account(request)
+        return JSONResponse({"balance": await self.bank.balance(user, name)})
+
+    def _account(self, request: Request) -> str:
+        return self._name(request.path_params["account"])
+
+    def _name(self, name: str) -> str:
+        if name in self.reserved:
+            raise ApiError(400, "invalid_request", f"{name!r} is reserved, not an account name")
+        return name
+
+
+async def _answer(request: Request, handle: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Run `handle`, turning the errors it may raise into JSON answers."""
+    try:
+        return await handle(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.code, str(exc))
+    except Exception as exc:
+        for cls, status, code in _ERRORS:
+            if isinstance(exc, cls):
+                return _error(status, code, str(exc), **_details(exc))
+        raise  # a bug: `_internal_error` answers 500 and it is logged with its traceback
+
+
+def _details(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, InsufficientFunds | BalanceLimitExceeded):
+        # The command failed inside the session, which ended unsaved: say so.
+        return {
+            "account": exc.account,
+            "balance": exc.balance,
+            "amount": exc.amount,
+            "session_ended": True,
+        }
+    if isinstance(exc, AccountNotFound | AccountLocked | AccountExists):
+        return {"account": exc.account}
+    return {}
+
+
+def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": code, "message": message, **details}, status, headers)
+
+
+def _user(request: Request) -> str:
+    user = request.headers.get("user-id")
+    if user is None:
+        raise ApiError(400, "missing_user_id", "a User-Id header naming the session is required")
+    return user  # `Bank` checks what it looks like
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"a request body is at most {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, "body_too_large", f"a request body is at most {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(
+            400, "invalid_json", "the client went away before sending the body"
+        ) from None
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):  # also bad UTF-8, and a number of 4300+ digits
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise ApiError(400, "invalid_request", f"the body needs the field {name!r}")
+    return body[name]
+
+
+async def _index(request: Request) -> Response:
+    return JSONResponse(
+        {"service": "wes bank", "docs": "POST /{account} with a User-Id header opens one"}
+    )
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _metrics_endpoint(stats: PrometheusStats | None) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
+        if stats is None:
+            return _error(404, "not_found", "no metrics: the node's stats hold no PrometheusStats")
+        return Response(stats.exposition(), headers={"Content-Type": stats.content_type})
+
+    return metrics
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    response = _error(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette raises the exception on after this answer, and the server logs it once.
+    return _error(500, "internal_error", "the server failed; this is a bug")
