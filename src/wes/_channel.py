@@ -2,7 +2,8 @@
 
 A channel owns no task. A caller that finds the channel free runs the handlers itself (the
 event loop already serializes them); a caller that finds it busy queues for its turn. Timers,
-idle timeouts, periodic saves and lease renewals come from the node's shared wheel.
+idle timeouts and periodic saves come from the node's shared wheel; lease renewals from the
+node's renewal sweep.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._node import Node
-    from ._writer import Writer
+    from ._writer import Ticket, Writer
 
 # The channels whose turn the current task (or the task that spawned it) holds while it
 # awaits a handler; an operation on one of them would wait for itself forever.
@@ -37,8 +38,6 @@ _holding: contextvars.ContextVar[tuple[Channel, ...]] = contextvars.ContextVar(
     "wes_holding", default=()
 )
 
-# Fraction of the lease after which a channel renews its claims; the rest is time to retry.
-RENEW_AT = 0.5
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
 
 
@@ -96,7 +95,7 @@ class Channel:
 
     A million idle channels must fit in little memory, so a channel keeps few fields: the
     rare ones (requests from handlers, save retries, timers, waiters) are `None` until used,
-    and the renewal deadline is derived from the lease deadline.
+    and the lease needs no wheel entry: the node's renewal sweep watches it.
     """
 
     __slots__ = (
@@ -143,12 +142,6 @@ class Channel:
     @property
     def running(self) -> bool:
         return self.claim is not None
-
-    @property
-    def renew_due(self) -> float:
-        if self.renewing:
-            return float("inf")
-        return self.lease_until - self.conf.lease * (1 - RENEW_AT)
 
     def __repr__(self) -> str:
         return f"<Channel {self.id!r} actors={len(self.actors)} running={self.running}>"
@@ -359,33 +352,46 @@ class Channel:
         Raises `StateNotEncodable`, `StaleToken`, `LeaseLost` or `StoreUnavailable`; then
         the actors stay dirty.
         """
-        if not self.dirty:
+        started = self.node.now()
+        tickets = self.begin_save()
+        if tickets is None:
             return
+        error: BaseException | None = None
+        try:
+            for ticket in tickets:
+                await ticket.result()
+        except BaseException as exc:
+            error = exc
+        self.end_save(started, error)
+
+    def begin_save(self) -> list[Ticket] | None:
+        """Snapshot the dirty actors and hand their batches to the writers; `None` when there
+        is nothing to write. The actors count as clean until `end_save` says otherwise."""
+        if not self.dirty:
+            return None
         if self.node.now() >= self.lease_until:
             raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
-        started = self.node.now()
         batches = self.snapshot()
-        saved = list(self.actors)
-        for actor in saved:
+        for actor in self.actors:
             actor._wes_dirty = False
         self.dirty = False
         self.save_due = None
-        try:
-            if batches:
-                futures = [writer.submit(batch) for writer, batch in batches.items()]
-                await asyncio.gather(*futures)
-        except BaseException:
-            for actor in saved:
+        return [writer.submit(batch) for writer, batch in batches.items()]
+
+    def end_save(self, started: float, error: BaseException | None) -> None:
+        """Conclude a save `begin_save` started: raise its error (the actors are dirty again
+        and a periodic retry is scheduled), or count it."""
+        if error is not None:
+            for actor in self.actors:
                 actor._wes_dirty = True
             self.dirty = True
             self.retry_save_later()
-            raise
+            raise error
         if self.node.now() >= self.lease_until:
             # The write may have landed after a new owner read the store: it cannot count.
             raise LeaseLost(f"channel {self.id!r} lost its lease while it was saving")
-        if batches:
-            seconds = self.node.now() - started if self.node.stats.timed else None
-            self.node.event("save", "ok", self.id, seconds)
+        seconds = self.node.now() - started if self.node.stats.timed else None
+        self.node.event("save", "ok", self.id, seconds)
 
     async def save_or_die(self) -> None:
         """A durable save: if it fails, memory is ahead of the store, so the channel stops
@@ -397,19 +403,13 @@ class Channel:
             await self.crash(exc, lease_lost=isinstance(exc, StaleToken | LeaseLost))
             raise
 
-    async def periodic_save(self) -> None:
-        """A save from the wheel: failures are counted and retried; the channel runs on."""
-        try:
-            await self.save()
-        except (StaleToken, LeaseLost) as exc:
-            await self.crash(exc, lease_lost=True)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+    def periodic_save_failed(self, exc: BaseException) -> None:
+        """A periodic save failed: a fenced or late write stops the channel (lease lost);
+        anything else is counted and retried while the channel runs on."""
+        if isinstance(exc, StaleToken | LeaseLost):
+            self.crash_later(exc, lease_lost=True)
+        else:
             self.node.event("save", "error", self.id, error=exc)
-            return
-        self.save_retry = None
 
     def retry_save_later(self) -> None:
         """After a failed save, try again with exponential backoff (periodic channels; a
@@ -462,9 +462,11 @@ class Channel:
         if not self.running:
             return
         claims = self.detach()
-        await self.node.leases.release(claims)
         reason = "lease_lost" if lease_lost else type(exc).__name__
-        self.node.event("stop", reason, self.id, error=exc)
+        try:
+            await self.node.leases.release(claims)
+        finally:  # counted even if the node closes while the claims are released
+            self.node.event("stop", reason, self.id, error=exc)
 
     def crash_later(self, exc: BaseException, *, lease_lost: bool = False) -> None:
         """Crash from a callback: the claims are released by a task the node tracks."""
@@ -477,33 +479,30 @@ class Channel:
         """Called by the wheel at (or after) the earliest deadline asked for."""
         if not self.running:
             return
-        if now >= self.lease_until:
-            self.crash_later(
-                LeaseLost(f"channel {self.id!r} could not renew its lease"), lease_lost=True
-            )
-            return
-        if now >= self.renew_due:
-            self.renewing = True  # until the renewal answers
-            self.node.leases.renew_later(self)
         if self.busy:
             self.node.wheel.schedule(self, now + 0.002)  # due work waits for the turn
             return
         work = self.due_work(now)
-        if work is not None:
-            self.busy = True
-            self.node.spawn(self._run_due(work))
-        else:
+        if work is None:
             self.reschedule()
+        elif work == "save":
+            # Periodic saves of every channel due in this tick go out together, without a
+            # task each: the node's save sweep holds their turns until their writes end.
+            self.busy = True
+            self.node.sweep.add(self)
+        else:
+            self.busy = True
+            self.node.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
 
-    def due_work(self, now: float) -> Callable[[], Any] | None:
+    def due_work(self, now: float) -> str | None:
         timers = self.timers
         if timers and any(t.due <= now for t in timers.values()):
-            return self.fire_timers
+            return "timers"
         idle = self.conf.idle_timeout
         if idle is not None and now >= self.last_active + idle:
-            return self.stop_idle
+            return "idle"
         if self.save_due is not None and now >= self.save_due:
-            return self.periodic_save
+            return "save"
         return None
 
     async def _run_due(self, work: Callable[[], Any]) -> None:
@@ -552,15 +551,16 @@ class Channel:
                 await self.finish()
 
     def reschedule(self) -> None:
-        deadline = min(self.renew_due, self.lease_until)
+        deadline = float("inf")
         idle = self.conf.idle_timeout
         if idle is not None:
-            deadline = min(deadline, self.last_active + idle)
+            deadline = self.last_active + idle
         if self.save_due is not None:
             deadline = min(deadline, self.save_due)
         if self.timers:
             deadline = min(deadline, min(t.due for t in self.timers.values()))
-        self.node.wheel.schedule(self, max(deadline, self.node.now() + 0.001))
+        if deadline != float("inf"):
+            self.node.wheel.schedule(self, max(deadline, self.node.now() + 0.001))
 
     def renewed(self, ok: bool, sent_at: float) -> None:
         """The answer to a renewal sent at `sent_at`."""
@@ -569,12 +569,9 @@ class Channel:
         self.renewing = False
         if ok:
             self.lease_until = sent_at + self.conf.lease
-            self.reschedule()
         else:
             self.crash_later(LeaseLost(f"channel {self.id!r} lost its lease"), lease_lost=True)
 
-    def renew_failed(self, now: float) -> None:
-        """The registry did not answer; retry soon, until the lease runs out."""
-        if self.running:
-            self.renewing = False  # due at once: the next wake retries
-            self.node.wheel.schedule(self, now + min(1.0, self.conf.lease / 8))
+    def renew_failed(self) -> None:
+        """The registry did not answer; the next sweep retries, until the lease runs out."""
+        self.renewing = False

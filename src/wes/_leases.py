@@ -8,13 +8,23 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from ._abc import Claim, ClaimKind, Ident, NameTaken, Registry
-from ._errors import ActorAlreadyLocked, ChannelAlreadyStarted, RegistryUnavailable, WesError
+from ._errors import (
+    ActorAlreadyLocked,
+    ChannelAlreadyStarted,
+    LeaseLost,
+    RegistryUnavailable,
+    WesError,
+)
 
 if TYPE_CHECKING:
     from ._channel import Channel
     from ._node import Node
 
 log = logging.getLogger("wes")
+
+RENEW_WHEN_LEFT = 0.5  # renew a claim once half its lease or less is left
+SWEEPS_PER_LEASE = 6  # sweeps per (shortest) lease: two or three tries before a lease ends
+RENEW_CHUNK = 5000  # channels per registry call
 
 
 class Leases:
@@ -25,7 +35,6 @@ class Leases:
         self._node = node
         self._registry_of = registry_of
         self._releases: set[asyncio.Task[None]] = set()
-        self._renewals: list[Channel] = []
 
     async def claim(
         self,
@@ -76,17 +85,37 @@ class Leases:
             groups.setdefault(self._registry_of(claim), []).append(claim)
         return groups
 
-    def renew_later(self, ch: Channel) -> None:
-        """Queue a channel's claims for the next batched renewal (one call per registry for
-        every channel that came due in the same loop iteration)."""
-        if not self._renewals:
-            asyncio.get_running_loop().call_soon(self._flush_renewals)
-        self._renewals.append(ch)
+    def start(self) -> None:
+        """Start the renewal sweep; the node cancels it when it closes."""
+        self._node.spawn(self._sweep_forever())
 
-    def _flush_renewals(self) -> None:
-        channels, self._renewals = self._renewals, []
-        if self._node.is_running and channels:
-            self._node.spawn(self._renew(channels))
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._node.shortest_lease() / SWEEPS_PER_LEASE)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """Renew, in batches, the claims of every channel with half its lease or less left,
+        and stop (unsaved) every channel whose lease ran out.
+
+        One pass over the node's channels every few seconds costs far less than a timer per
+        channel, and gives the registry few large calls instead of many small ones.
+        """
+        now = self._node.now()
+        due: list[Channel] = []
+        for ch in self._node.running_channels():
+            if ch.renewing:
+                continue
+            if now >= ch.lease_until:
+                ch.crash_later(
+                    LeaseLost(f"channel {ch.id!r} could not renew its lease"), lease_lost=True
+                )
+            elif ch.lease_until - now <= ch.conf.lease * RENEW_WHEN_LEFT:
+                ch.renewing = True
+                due.append(ch)
+        for start in range(0, len(due), RENEW_CHUNK):
+            await self._renew(due[start : start + RENEW_CHUNK])
+            await asyncio.sleep(0)  # a million channels must not hold up the loop
 
     async def _renew(self, channels: list[Channel]) -> None:
         sent_at = self._node.now()
@@ -112,6 +141,8 @@ class Leases:
                 outcome[ch] = verdict[id(claim)] if outcome.get(ch, True) else None
         for ch, renewed in outcome.items():
             if renewed is None:
-                ch.renew_failed(self._node.now())
+                ch.renew_failed()
             else:
                 ch.renewed(renewed, sent_at)
+        for ch in channels:
+            ch.renewing = False  # those that stopped meanwhile

@@ -35,6 +35,7 @@ from ._leases import Leases
 from ._loader import build_actors
 from ._specs import Spec, as_specs, check_id
 from ._stats import NullStats
+from ._sweep import SaveSweep
 from ._wheel import Wheel
 from ._writer import Writer
 
@@ -104,6 +105,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: dict[int, Writer] = {}
         self.leases = Leases(self, self._registry_of)
+        self.sweep = SaveSweep(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wheel: Wheel | None = None
         self._state: Literal["new", "running", "closing", "closed"] = "new"
@@ -186,6 +188,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self._wheel = Wheel(self._loop)
         self._state = "running"
+        self.leases.start()
 
     async def aclose(self) -> None:
         """Stop every channel normally (saving), then close the backends. Idempotent."""
@@ -298,6 +301,12 @@ class Node:
     @property
     def is_running(self) -> bool:
         return self._state == "running"
+
+    def running_channels(self) -> list[Channel]:
+        return list(self._channels.values())
+
+    def shortest_lease(self) -> float:
+        return min((conf.lease for conf in self._channel_types.values()), default=30.0)
 
     def _registry_of(self, claim: Claim) -> Registry:
         if claim.kind == "channel":
@@ -552,10 +561,11 @@ class Node:
         try:
             await self.leases.settle()  # a stopped channel's claims may be on their way out
             self._check_local_locks(specs, channel)
+            sent_at = self.now()  # the lease runs from the request, not the reply
             claims = await self.leases.claim(
                 [("channel", channel)], self.address, conf.registry, conf.lease
             )
-            ch = Channel(channel, conf, claims[0], self.now())
+            ch = Channel(channel, conf, claims[0], sent_at)
             try:
                 actors = await self._load(ch, specs)
             except BaseException:

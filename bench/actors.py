@@ -1,0 +1,54 @@
+"""The actors the benchmarks run: a small counter, and a ticker that measures timer lateness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import wes
+
+
+class Counter(wes.Actor):
+    """A small actor: one int of state."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+
+    @wes.command
+    def incr(self, n: int = 1) -> None:
+        self.value += n
+
+    @wes.read("value")
+    def current(self) -> int:
+        return self.value
+
+
+class Ticker(wes.Actor):
+    """Sets a periodic timer on `start` and records how late each tick fires.
+
+    wes does not pass the scheduled time to `on_timer`, so the k-th tick's schedule is
+    reconstructed as the loop time of the `set_timer` call plus k intervals.
+    """
+
+    # (fire time, lateness against the schedule, lateness against the previous tick + interval)
+    samples: ClassVar[list[tuple[float, float, float]]] = []
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    @wes.command
+    def start(self, interval: float) -> None:
+        now = asyncio.get_running_loop().time()
+        self._set_at = now
+        self._last = now
+        self._interval = interval
+        self._fired = 0
+        self.set_timer("tick", interval)
+
+    def on_timer(self, name: str) -> None:
+        now = asyncio.get_running_loop().time()
+        self._fired += 1
+        due = self._set_at + self._fired * self._interval
+        Ticker.samples.append((now, now - due, now - self._last - self._interval))
+        self._last = now
+        self.ticks += 1

@@ -1,0 +1,510 @@
+"""The wes measurements, each paired with its baseline where one exists.
+
+Every group is a coroutine `(settings, want) -> list[Row]` run in its own event loop; `want`
+says which row names to measure (`--only`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from actors import Counter, Ticker
+from baselines import Floor, PerRowCommits, batched_upserts
+from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
+
+import wes
+from wes.abc import Record, Store, Write
+
+Want = Callable[[str], bool]
+HOPELESS_MS = 1000.0  # a timer p99 beyond this ends the measurement early
+CLIENTS = 100
+CHANNELS = 1000
+HERE = Path(__file__).resolve().parent
+
+
+def memory_node(stats: wes.MemoryStats | None = None) -> wes.Node:
+    """A node on in-memory backends with the counter actor and a default channel type."""
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("counter", Counter)
+    node.channel_type("bench")
+    return node
+
+
+async def start_counters(node: wes.Node, kind: str, n: int) -> list[tuple[str, int]]:
+    """Start `n` channels of type `kind`, channel i holding the counter actor i."""
+    channels: list[tuple[str, int]] = []
+    for i in range(n):
+        await node.create_channel((kind, i), wes.create(("counter", i)))
+        channels.append((kind, i))
+    return channels
+
+
+def client_sequences(items: Sequence[tuple[str, int]], clients: int) -> list[list[tuple[str, int]]]:
+    """Per client, a fixed pseudo-random order over `items` (drawn before timing)."""
+    rng = random.Random(42)
+    return [rng.sample(list(items), len(items)) for _ in range(clients)]
+
+
+def bind(body: Loop, n: int) -> Callable[[], Awaitable[None]]:
+    """`body(n)` as a thunk, for `profiled`."""
+    return lambda: body(n)
+
+
+# -- commands and reads ---------------------------------------------------------------------
+
+
+async def round_trips(settings: Settings, want: Want) -> list[Row]:
+    """command_1client, command_100clients, read_1client, read_100clients."""
+    rows: list[Row] = []
+    node = memory_node()
+    async with node, Floor() as floor:
+        channels = await start_counters(node, "bench", CHANNELS)
+        actors = [("counter", i) for i in range(CHANNELS)]
+        command, read = node.command, node.read
+
+        async def command_one(n: int) -> None:
+            channel = channels[0]
+            for _ in range(n):
+                await command(channel, "incr", 1)
+
+        async def read_one(n: int) -> None:
+            actor = actors[0]
+            for _ in range(n):
+                await read(actor, "value")
+
+        command_seqs = client_sequences(channels, CLIENTS)
+        read_seqs = client_sequences(actors, CLIENTS)
+
+        async def command_client(seq: list[tuple[str, int]], m: int) -> None:
+            for channel in itertools.islice(itertools.cycle(seq), m):
+                await command(channel, "incr", 1)
+
+        async def read_client(seq: list[tuple[str, int]], m: int) -> None:
+            for actor in itertools.islice(itertools.cycle(seq), m):
+                await read(actor, "value")
+
+        async def command_many(n: int) -> None:
+            per = max(1, n // CLIENTS)
+            await asyncio.gather(*(command_client(seq, per) for seq in command_seqs))
+
+        async def read_many(n: int) -> None:
+            per = max(1, n // CLIENTS)
+            await asyncio.gather(*(read_client(seq, per) for seq in read_seqs))
+
+        plan: list[tuple[str, Loop, Loop, float, str]] = [
+            ("command_1client", floor.one_client(), command_one, 5.5, "commands/s"),
+            ("command_100clients", floor.many_clients(CLIENTS), command_many, 1.7, "commands/s"),
+            ("read_1client", floor.one_client(), read_one, 5.5, "reads/s"),
+            ("read_100clients", floor.many_clients(CLIENTS), read_many, 1.7, "reads/s"),
+        ]
+        for name, base_loop, wes_loop, target, unit in plan:
+            if not want(name):
+                continue
+            base, value = await paired_rates(base_loop, wes_loop, settings.seconds, settings.reps)
+            rows.append(Row(name, value, unit, base, min_ratio=target))
+            if settings.profile:
+                n = await calibrate(wes_loop, settings.seconds)
+                await profiled(settings, name, bind(wes_loop, n))
+    return rows
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+async def idle_channel_bytes(settings: Settings, want: Want) -> list[Row]:
+    """idle_channel_bytes: traced bytes per idle channel holding one small actor."""
+    if not want("idle_channel_bytes"):
+        return []
+    n = 1000 if settings.quick else 10_000
+    reps = 1 if settings.quick else 3
+    results: list[float] = []
+    for rep in range(reps):
+        node = memory_node()
+        node.channel_type("idle")
+        async with node:
+            await start_counters(node, "bench", 100)  # warm-up: first-use caches, not per channel
+            await asyncio.sleep(0.01)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                first = tracemalloc.take_snapshot() if settings.profile and rep == 0 else None
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(n):
+                    key = 1_000_000 * (rep + 1) + i
+                    await node.create_channel(("idle", key), wes.create(("counter", key)))
+                await asyncio.sleep(0.05)  # deadlines settle in the wheel
+                gc.collect()
+                after = tracemalloc.get_traced_memory()[0]
+                if first is not None:
+                    print_allocations(first, tracemalloc.take_snapshot(), n)
+            finally:
+                tracemalloc.stop()
+        results.append((after - before) / n)
+    note = f"N={n} channels, tracemalloc delta after gc, ids (str, int), all node allocations"
+    return [Row("idle_channel_bytes", statistics.median(results), "B", max_value=1000, note=note)]
+
+
+def print_allocations(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int) -> None:
+    """With `--profile`: where the bytes of an idle channel come from, per source line."""
+    print(f"\n=== tracemalloc: bytes per idle channel by line (N={n}) ===", file=sys.stderr)
+    for stat in after.compare_to(before, "lineno")[:20]:
+        frame = stat.traceback[0]
+        print(
+            f"{stat.size_diff / n:8.1f} B {stat.count_diff / n:6.2f} blocks"
+            f"  {frame.filename}:{frame.lineno}",
+            file=sys.stderr,
+        )
+
+
+async def million_channels(settings: Settings, want: Want) -> list[Row]:
+    """million_channels_rss_bytes and million_channels_create_rate, in a child process."""
+    names = ("million_channels_rss_bytes", "million_channels_create_rate")
+    if not any(want(name) for name in names):
+        return []
+    n = 20_000 if settings.quick else 1_000_000
+    budget = 30.0 if settings.quick else 150.0  # seconds of creating; 1 M takes ~40 s at target
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "million.py"),
+        str(n),
+        str(budget),
+        stdout=subprocess.PIPE,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 60 if settings.quick else 300)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"million.py exited with {proc.returncode}")
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    stopped = report.get("stopped") or {}
+    created = report["channels"]
+    incomplete = "" if created == n else f"INCOMPLETE: {budget:.0f}s budget ran out; "
+    note = (
+        f"{incomplete}{created:,} of {n:,} channels in a child process,"
+        f" created in {report['seconds']:.1f}s;"
+        f" RSS at the end {report['rss_bytes'] / 1e6:,.0f} MB;"
+        f" channels that stopped meanwhile: {stopped or 'none'}"
+    )
+    return [
+        Row(names[0], float(report["max_rss_bytes"]), "B", max_value=1.5e9, note=note),
+        Row(names[1], float(report["rate"]), "channels/s", note=note),
+    ]
+
+
+# -- persistence ----------------------------------------------------------------------------
+
+
+class CountingStore(Store):
+    """Wraps a store; counts rows written and tracks which keys are still waiting for a write."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.rows = 0
+        self.pending: set[str] = set()
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
+        return await self.inner.read(keys)
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        results = await self.inner.write(batches)
+        pending = self.pending
+        for batch, result in zip(batches, results, strict=True):
+            if result is None:
+                self.rows += len(batch)
+                for w in batch:
+                    pending.discard(w.key)
+        return results
+
+    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
+        return self.inner.scan(prefix)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def wait_for(predicate: Callable[[], bool], limit: float) -> None:
+    deadline = time.perf_counter() + limit
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.0005)
+
+
+async def periodic_saves(settings: Settings, want: Want) -> list[Row]:
+    """periodic_saves: actor states persisted per second by periodic saves, SqliteStore.
+
+    N channels of one counter each, `save_interval` 5 ms. Each round makes every actor dirty
+    with one command, then waits until every actor's new state has been written. Value =
+    states written / (time of the rounds - time of the same commands on a node that does not
+    save). Baseline = rows/s of raw `executemany` upserts of the same number of rows, 1,000
+    rows a transaction. One state is one row in both.
+    """
+    if not want("periodic_saves"):
+        return []
+    n = 2000 if settings.quick else 20_000
+    rounds = 2 if settings.quick else 3
+    reps = 1 if settings.quick else 3
+    base: list[float] = []
+    values: list[float] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="wes-bench-") as tmp:
+        for rep in range(reps):
+            base.append(batched_upserts(Path(tmp) / f"raw{rep}.db", n, rounds, 1000))
+            value, note = await _periodic_once(Path(tmp) / f"wes{rep}.db", n, rounds, settings)
+            values.append(value)
+            notes.append(note)
+            if value < 0.25 * base[-1]:
+                notes[-1] += "; one repetition only (far below the baseline)"
+                break
+    return [
+        Row(
+            "periodic_saves",
+            statistics.median(values),
+            "states/s",
+            statistics.median(base),
+            min_ratio=0.75,
+            note=f"N={n:,}; {notes[len(notes) // 2]}",
+        )
+    ]
+
+
+async def _dirty_all(node: wes.Node, channels: list[tuple[str, int]]) -> None:
+    command = node.command
+    for channel in channels:
+        await command(channel, "incr", 1)
+
+
+async def _command_only(n: int, rounds: int) -> float:
+    """Seconds `rounds` passes of one command to each of `n` channels take, without saves."""
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
+    node.actor_type("counter", Counter)
+    node.channel_type("unsaved", save_interval=None)
+    async with node:
+        channels = await start_counters(node, "unsaved", n)
+        await _dirty_all(node, channels)  # warm-up
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(rounds):
+            await _dirty_all(node, channels)
+        return time.perf_counter() - start
+
+
+async def _periodic_once(path: Path, n: int, rounds: int, settings: Settings) -> tuple[float, str]:
+    """States saved per second, and a note; see `periodic_saves`."""
+    commands_only = await _command_only(n, rounds)
+    store = CountingStore(wes.SqliteStore(str(path)))
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("counter", Counter)
+    node.channel_type("saved", save_interval=0.005)
+    keys = {f"counter/{i}" for i in range(n)}
+    store.pending = set(keys)
+    async with node:
+        channels = await start_counters(node, "saved", n)
+        await wait_for(lambda: not store.pending, 120)  # the first save of the new actors
+
+        async def one_round() -> None:
+            store.pending = set(keys)
+            await _dirty_all(node, channels)
+            await wait_for(lambda: not store.pending, 120)
+
+        await one_round()  # warm-up
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(rounds):
+            await one_round()
+        total = time.perf_counter() - start
+        await profiled(settings, "periodic_saves", one_round)
+    saving = max(total - commands_only, 1e-9)
+    note = (
+        f"{total:.2f}s for {rounds} rounds of {n:,} commands + saves,"
+        f" minus {commands_only:.2f}s for the commands alone"
+    )
+    return n * rounds / saving, note
+
+
+async def durable_commands(settings: Settings, want: Want) -> list[Row]:
+    """durable_commands: commands/s with durability="command", 100 channels, one client each.
+
+    Baseline: raw upserts over 100 rows, one transaction (commit) per row.
+    """
+    if not want("durable_commands"):
+        return []
+    with tempfile.TemporaryDirectory(prefix="wes-bench-") as tmp:
+        raw = PerRowCommits(Path(tmp) / "raw.db", CLIENTS)
+        path = str(Path(tmp) / "wes.db")
+        node = wes.Node(store=wes.SqliteStore(path), registry=wes.MemoryRegistry())
+        node.actor_type("counter", Counter)
+        node.channel_type("durable", durability="command")
+        acked = 0
+        try:
+            async with node:
+                channels = await start_counters(node, "durable", CLIENTS)
+                command = node.command
+
+                async def client(channel: tuple[str, int], m: int) -> None:
+                    nonlocal acked
+                    for _ in range(m):
+                        await command(channel, "incr", 1)
+                        acked += 1
+
+                async def wes_loop(n: int) -> None:
+                    per = max(1, n // CLIENTS)
+                    await asyncio.gather(*(client(channel, per) for channel in channels))
+
+                base, value = await paired_rates(
+                    raw.body, wes_loop, settings.seconds * 2, settings.reps
+                )
+                if settings.profile:
+                    n = await calibrate(wes_loop, settings.seconds)
+                    await profiled(settings, "durable_commands", bind(wes_loop, n))
+                stored = await stored_total(path)  # before the node's final saves
+        finally:
+            raw.close()
+    check = (
+        "all acknowledged commands are in the store"
+        if stored == acked
+        else (f"STORE BEHIND: {acked:,} commands acknowledged, {stored:,} stored")
+    )
+    return [Row("durable_commands", value, "commands/s", base, min_ratio=2.0, note=check)]
+
+
+async def stored_total(path: str) -> int:
+    """The sum of the counters stored in the SQLite file, read through a second store."""
+    total = 0
+    async with wes.SqliteStore(path) as store:
+        async for _, record in store.scan("counter/"):
+            total += json.loads(record.data)["value"]
+    return total
+
+
+# -- timers ---------------------------------------------------------------------------------
+
+
+async def timers(settings: Settings, want: Want) -> list[Row]:
+    """timer_p99_ms and timer_p99_vs_last_tick_ms, measured in a child process.
+
+    A child of its own gives the timers a fresh heap (no garbage of earlier groups for the
+    collector to walk) and lets it exit without stopping 100 k channels one by one.
+    """
+    if not any(want(name) for name in TIMER_ROWS):
+        return []
+    args = [sys.executable, str(HERE / "child.py"), "timers"]
+    args += ["--quick"] * settings.quick + ["--profile"] * settings.profile
+    proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 60 if settings.quick else 240)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"child.py timers exited with {proc.returncode}")
+    return [Row(**fields) for fields in json.loads(out.decode().strip().splitlines()[-1])]
+
+
+TIMER_ROWS = ("timer_p99_ms", "timer_p99_vs_last_tick_ms")
+
+
+async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
+    """timer_p99_ms: p99 lateness of 100 k periodic actor timers, one per channel.
+
+    Timers start spread evenly over one interval (so ticks are spread evenly in time), run
+    one interval to settle, then lateness is sampled over several windows; the figure is
+    the median of the windows' p99s. Lateness is measured against the ideal schedule (set
+    time + k intervals) and, as a second row, against the previous tick + interval.
+    """
+    names = TIMER_ROWS
+    n = 2000 if settings.quick else 100_000
+    interval = 0.2 if settings.quick else 1.0
+    window = 0.4 if settings.quick else 3.0
+    windows = 1 if settings.quick else 3
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
+    node.actor_type("ticker", Ticker)
+    node.channel_type("timed")
+    Ticker.samples = []
+    await node.start()  # never stopped: the child process exits hard after reporting
+    started = time.perf_counter()
+    channels: list[tuple[str, int]] = []
+    for i in range(n):
+        await node.create_channel(("timed", i), wes.create(("ticker", i)))
+        channels.append(("timed", i))
+    created = time.perf_counter() - started
+    loop = asyncio.get_running_loop()
+    slices = 100
+    per = -(-n // slices)
+    t0 = loop.time()
+    for k in range(slices):
+        await _sleep_until(loop, t0 + k * interval / slices)
+        for channel in channels[k * per : (k + 1) * per]:
+            await node.command(channel, "start", interval)
+    settle = loop.time() + interval
+    await _sleep_until(loop, settle)
+    p99s: list[float] = []
+    p99s_last: list[float] = []
+    worst = 0.0
+    measured = 0
+    for w in range(windows):
+        lo, hi = settle + w * window, settle + (w + 1) * window
+        await _sleep_until(loop, hi)
+        measured += 1
+        sched = [s[1] for s in Ticker.samples if lo <= s[0] < hi]
+        last = [s[2] for s in Ticker.samples if lo <= s[0] < hi]
+        if sched:
+            p99s.append(percentile(sched, 0.99) * 1000)
+            p99s_last.append(percentile(last, 0.99) * 1000)
+            worst = max([worst, *sched])
+        if not sched or p99s[-1] > HOPELESS_MS:
+            break  # far behind: more windows would only take longer
+    end = settle + measured * window
+    ticks = sum(1 for s in Ticker.samples if settle <= s[0] < end)
+    await profiled(settings, "timers", lambda: asyncio.sleep(window))
+    expected = n * measured * window / interval
+    note = (
+        f"{n:,} timers every {interval:g}s, started in {created:.1f}s;"
+        f" window p99s {', '.join(f'{p:.1f}' for p in p99s) or 'none'} ms;"
+        f" max {worst * 1000:.1f} ms; ticks {ticks:,} of {expected:,.0f} due"
+    )
+    return [
+        Row(names[0], _median(p99s), "ms", max_value=10, note=note),
+        Row(names[1], _median(p99s_last), "ms", note="lateness vs previous tick"),
+    ]
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    await asyncio.sleep(max(0.0, when - loop.time()))
+
+
+Group = Callable[[Settings, Want], Coroutine[Any, Any, list[Row]]]
+
+GROUPS: list[tuple[tuple[str, ...], Group]] = [
+    (("command_1client", "command_100clients", "read_1client", "read_100clients"), round_trips),
+    (("idle_channel_bytes",), idle_channel_bytes),
+    (("million_channels_rss_bytes", "million_channels_create_rate"), million_channels),
+    (("periodic_saves",), periodic_saves),
+    (("durable_commands",), durable_commands),
+    (("timer_p99_ms", "timer_p99_vs_last_tick_ms"), timers),
+]
+"""Each group with the row names it produces, in table order."""
+
+CHILD_GROUPS: dict[str, Group] = {"timers": timers_in_process}
+"""Groups that `child.py` runs in a process of their own."""
