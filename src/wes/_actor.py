@@ -69,6 +69,7 @@ class Actor:
     _wes_async_commands: ClassVar[dict[str, Callable[..., Any]]] = {}
     _wes_reads: ClassVar[dict[str, Callable[..., Any]]] = {}
     _wes_async_reads: ClassVar[dict[str, Callable[..., Any]]] = {}
+    _wes_async_timer: ClassVar[bool] = False
 
     version: ClassVar[int] = 1
     """The version of the state this class writes; stored with every saved state."""
@@ -98,6 +99,7 @@ class Actor:
         cls._wes_async_commands = tables["ac"]
         cls._wes_reads = tables["r"]
         cls._wes_async_reads = tables["ar"]
+        cls._wes_async_timer = inspect.iscoroutinefunction(cls.on_timer)
 
     # -- identity -------------------------------------------------------------------------
 

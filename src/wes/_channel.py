@@ -490,6 +490,8 @@ class Channel:
             # task each: the node's save sweep holds their turns until their writes end.
             self.busy = True
             self.node.sweep.add(self)
+        elif work == "timers" and self.timers_inline():
+            self.fire_timers_inline(now)
         else:
             self.busy = True
             self.node.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
@@ -520,10 +522,44 @@ class Channel:
         if self.running:
             self.last_active = self.node.now()  # retry after another idle period
 
+    def due_timers(self, now: float) -> list[Timer]:
+        due = [t for t in (self.timers or {}).values() if t.due <= now]
+        if len(due) > 1:
+            due.sort(key=lambda t: t.due)
+        return due
+
+    def timers_inline(self) -> bool:
+        """Whether due timers can run right in the wheel's callback, as a free channel runs
+        commands in its caller: synchronous `on_timer`s, and nothing to await afterwards."""
+        if self.conf.durable:
+            return False
+        return not any(t.actor._wes_async_timer for t in (self.timers or {}).values())
+
+    def fire_timers_inline(self, now: float) -> None:
+        """Fire the due synchronous timers now; no task, no future (there may be 100 k)."""
+        for timer in self.due_timers(now):
+            if self.timers is None or self.timers.get((timer.actor, timer.name)) is not timer:
+                continue  # cancelled by an earlier timer, or the channel stopped
+            timer.due += timer.interval
+            if timer.due <= now:
+                timer.due = now + timer.interval  # fell behind: skip, don't burst
+            self.node.event("timer", timer.name, self.id)
+            timer.actor._wes_dirty = True
+            try:
+                timer.actor.on_timer(timer.name)
+            except Exception as exc:
+                self.crash_later(exc)
+                return
+            self.mark_dirty()
+        if self.pending is not None:  # a timer asked to stop the channel or to leave it
+            self.busy = True
+            self.node.spawn(self._run_due(self.finish))
+        else:
+            self.reschedule()
+
     async def fire_timers(self) -> None:
         now = self.node.now()
-        due = sorted((t for t in (self.timers or {}).values() if t.due <= now), key=lambda t: t.due)
-        for timer in due:
+        for timer in self.due_timers(now):
             if not self.running or self.timers is None:
                 return
             if self.timers.get((timer.actor, timer.name)) is not timer:
