@@ -38,6 +38,7 @@ _holding: contextvars.ContextVar[tuple[Channel, ...]] = contextvars.ContextVar(
     "wes_holding", default=()
 )
 
+_NEVER = float("inf")
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
 
 
@@ -477,11 +478,18 @@ class Channel:
 
     def wake(self, now: float) -> None:
         """Called by the wheel at (or after) the earliest deadline asked for."""
-        if not self.running:
+        if self.claim is None:  # stopped
             return
         if self.busy:
             self.node.wheel.schedule(self, now + 0.002)  # due work waits for the turn
             return
+        timers = self.timers
+        if timers and not self.conf.durable:
+            # The hot path of 100 k ticking actors: fire synchronous timers right here.
+            due = [t for t in timers.values() if t.due <= now]
+            if due and not any(t.actor._wes_async_timer for t in due):
+                self.fire_timers_inline(due, now)
+                return
         work = self.due_work(now)
         if work is None:
             self.reschedule()
@@ -490,8 +498,6 @@ class Channel:
             # task each: the node's save sweep holds their turns until their writes end.
             self.busy = True
             self.node.sweep.add(self)
-        elif work == "timers" and self.timers_inline():
-            self.fire_timers_inline(now)
         else:
             self.busy = True
             self.node.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
@@ -528,34 +534,33 @@ class Channel:
             due.sort(key=lambda t: t.due)
         return due
 
-    def timers_inline(self) -> bool:
-        """Whether due timers can run right in the wheel's callback, as a free channel runs
-        commands in its caller: synchronous `on_timer`s, and nothing to await afterwards."""
-        if self.conf.durable:
-            return False
-        return not any(t.actor._wes_async_timer for t in (self.timers or {}).values())
-
-    def fire_timers_inline(self, now: float) -> None:
-        """Fire the due synchronous timers now; no task, no future (there may be 100 k)."""
-        for timer in self.due_timers(now):
+    def fire_timers_inline(self, due: list[Timer], now: float) -> None:
+        """Fire due synchronous timers right in the wheel's callback, as a free channel runs
+        commands in its caller: no task, no future (there may be 100 k timers ticking).
+        Only for periodic durability, where nothing needs awaiting afterwards."""
+        if len(due) > 1:
+            due.sort(key=lambda t: t.due)
+        node = self.conf.node
+        for timer in due:
             if self.timers is None or self.timers.get((timer.actor, timer.name)) is not timer:
                 continue  # cancelled by an earlier timer, or the channel stopped
             timer.due += timer.interval
             if timer.due <= now:
                 timer.due = now + timer.interval  # fell behind: skip, don't burst
-            self.node.event("timer", timer.name, self.id)
+            node.event("timer", timer.name, self.id)
             timer.actor._wes_dirty = True
             try:
                 timer.actor.on_timer(timer.name)
             except Exception as exc:
                 self.crash_later(exc)
                 return
-            self.mark_dirty()
+            if not self.dirty:
+                self.mark_dirty()
         if self.pending is not None:  # a timer asked to stop the channel or to leave it
             self.busy = True
-            self.node.spawn(self._run_due(self.finish))
+            node.spawn(self._run_due(self.finish))
         else:
-            self.reschedule()
+            self.reschedule(now)
 
     async def fire_timers(self) -> None:
         now = self.node.now()
@@ -586,17 +591,26 @@ class Channel:
             with contextlib.suppress(Exception):
                 await self.finish()
 
-    def reschedule(self) -> None:
-        deadline = float("inf")
-        idle = self.conf.idle_timeout
-        if idle is not None:
-            deadline = self.last_active + idle
-        if self.save_due is not None:
-            deadline = min(deadline, self.save_due)
-        if self.timers:
-            deadline = min(deadline, min(t.due for t in self.timers.values()))
-        if deadline != float("inf"):
-            self.node.wheel.schedule(self, max(deadline, self.node.now() + 0.001))
+    def reschedule(self, now: float | None = None) -> None:
+        """Ask the wheel to wake this channel at its next deadline."""
+        conf = self.conf
+        deadline = _NEVER
+        if conf.idle_timeout is not None:
+            deadline = self.last_active + conf.idle_timeout
+        if self.save_due is not None and self.save_due < deadline:
+            deadline = self.save_due
+        timers = self.timers
+        if timers:
+            if len(timers) == 1:
+                for timer in timers.values():
+                    if timer.due < deadline:
+                        deadline = timer.due
+            else:
+                deadline = min(deadline, min(t.due for t in timers.values()))
+        if deadline != _NEVER:
+            if now is None:
+                now = conf.node.now()
+            conf.node.wheel.schedule(self, max(deadline, now + 0.001), now)
 
     def renewed(self, ok: bool, sent_at: float) -> None:
         """The answer to a renewal sent at `sent_at`."""

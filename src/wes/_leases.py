@@ -24,7 +24,10 @@ log = logging.getLogger("wes")
 
 RENEW_WHEN_LEFT = 0.5  # renew a claim once half its lease or less is left
 SWEEPS_PER_LEASE = 6  # sweeps per (shortest) lease: two or three tries before a lease ends
-RENEW_CHUNK = 5000  # channels per registry call
+# Channels per registry call, and channels looked at between two returns to the event loop:
+# the sweep must not delay timers and commands by more than a millisecond or so.
+RENEW_CHUNK = 500
+SCAN_CHUNK = 2000
 
 
 class Leases:
@@ -103,8 +106,11 @@ class Leases:
         """
         now = self._node.now()
         due: list[Channel] = []
-        for ch in self._node.running_channels():
-            if ch.renewing:
+        for i, ch in enumerate(self._node.running_channels()):
+            if i % SCAN_CHUNK == SCAN_CHUNK - 1:
+                await asyncio.sleep(0)
+                now = self._node.now()
+            if ch.renewing or not ch.running:
                 continue
             if now >= ch.lease_until:
                 ch.crash_later(

@@ -48,11 +48,12 @@ class Wheel:
         self._armed: int | None = None
         self._closed = False
 
-    def schedule(self, sleeper: Sleeper, when: float) -> None:
-        """Wake `sleeper` at `when` (loop time) unless it already waits for an earlier slot."""
+    def schedule(self, sleeper: Sleeper, when: float, now: float | None = None) -> None:
+        """Wake `sleeper` at `when` (loop time) unless it already waits for an earlier slot.
+        `now`, when the caller has it at hand, saves reading the clock again."""
         if self._closed:
             return
-        if when - self._loop.time() > self._horizon:
+        if when - (self._loop.time() if now is None else now) > self._horizon:
             step = self._coarse_slots
             slot = math.floor(when / self._res / step) * step
         else:
