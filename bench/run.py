@@ -3,8 +3,9 @@
 Usage: python bench/run.py [--quick] [--only NAME ...] [--out PATH] [--profile]
 
 Each row is measured against a baseline in the same run where one exists (the asyncio floor,
-raw SQLite loops); `ratio` = value / baseline, higher is better for rates. Throughput figures
-are medians of several repetitions, interleaved with their baselines (the machine is noisy).
+raw SQLite loops, the bank server's constant route); `ratio` = value / baseline, higher is
+better for rates. Throughput figures are medians of several repetitions, interleaved with their
+baselines (the machine is noisy); the HTTP rows (bench/http_load.py) are one wrk run each.
 `--only` takes row names or shell patterns (`command_*`); `--quick` is a fast smoke run with
 small sizes; `--profile` prints a cProfile of each wes measurement to stderr.
 """
@@ -40,6 +41,11 @@ UNITS = {
     "durable_commands": "commands/s",
     "timer_p99_ms": "ms",
     "timer_p99_vs_last_tick_ms": "ms",
+    "http_constant_rps": "requests/s",
+    "http_balance_rps": "requests/s",
+    "http_balance_p99_ms": "ms",
+    "http_transfer_rps": "requests/s",
+    "http_transfer_p99_ms": "ms",
 }
 """Every row name in table order, with its unit."""
 
@@ -149,13 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     rows: list[Row] = []
     try:
+        from http_load import ROWS as HTTP_ROWS
+        from http_load import http_load
         from wes_rows import GROUPS
     except ImportError as exc:
         print(f"wes is not importable ({exc}); measuring the baselines only", file=sys.stderr)
         rows = asyncio.run(baselines_only(settings))
         failed = True
     else:
-        for names, group in GROUPS:
+        for names, group in [*GROUPS, (HTTP_ROWS, http_load)]:
             wanted = [name for name in names if want(name)]
             if not wanted:
                 continue

@@ -21,6 +21,11 @@ REQUIRED = {
     "periodic_saves",
     "durable_commands",
     "timer_p99_ms",
+    "http_constant_rps",
+    "http_balance_rps",
+    "http_balance_p99_ms",
+    "http_transfer_rps",
+    "http_transfer_p99_ms",
 }
 WITH_BASELINE = {
     "command_1client",
@@ -29,6 +34,8 @@ WITH_BASELINE = {
     "read_100clients",
     "periodic_saves",
     "durable_commands",
+    "http_balance_rps",
+    "http_transfer_rps",
 }
 
 

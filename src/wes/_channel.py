@@ -460,19 +460,23 @@ class Channel:
 
     async def crash(self, exc: BaseException, *, lease_lost: bool = False) -> None:
         """Stop without saving; the next start sees the last persisted states."""
-        if not self.running:
-            return
-        claims = self.detach()
-        reason = "lease_lost" if lease_lost else type(exc).__name__
+        if self.running:
+            claims = self.detach()
+            await self._released(claims, "lease_lost" if lease_lost else type(exc).__name__, exc)
+
+    def crash_later(self, exc: BaseException, *, lease_lost: bool = False) -> None:
+        """Crash from a callback: stopped at once, the claims released by a task the node
+        tracks."""
+        if self.running:
+            claims = self.detach()
+            reason = "lease_lost" if lease_lost else type(exc).__name__
+            self.node.spawn(self._released(claims, reason, exc))
+
+    async def _released(self, claims: list[Claim], reason: str, exc: BaseException) -> None:
         try:
             await self.node.leases.release(claims)
         finally:  # counted even if the node closes while the claims are released
             self.node.event("stop", reason, self.id, error=exc)
-
-    def crash_later(self, exc: BaseException, *, lease_lost: bool = False) -> None:
-        """Crash from a callback: the claims are released by a task the node tracks."""
-        if self.running:
-            self.node.spawn(self.crash(exc, lease_lost=lease_lost))
 
     # -- the wheel ------------------------------------------------------------------------
 

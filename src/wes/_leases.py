@@ -119,11 +119,47 @@ class Leases:
             elif ch.lease_until - now <= ch.conf.lease * RENEW_WHEN_LEFT:
                 ch.renewing = True
                 due.append(ch)
-        for start in range(0, len(due), RENEW_CHUNK):
+        # Spread the renewals over part of the time until the next sweep, so that the many
+        # channels started together do not come due as one burst that starves the loop.
+        chunks = range(0, len(due), RENEW_CHUNK)
+        pause = min(0.05, self._node.shortest_lease() / SWEEPS_PER_LEASE / 3 / max(1, len(chunks)))
+        for start in chunks:
             await self._renew(due[start : start + RENEW_CHUNK])
-            await asyncio.sleep(0)  # a million channels must not hold up the loop
+            await asyncio.sleep(pause)
 
     async def _renew(self, channels: list[Channel]) -> None:
+        channels = [ch for ch in channels if ch.running]
+        registries = {self._registry_of(claim) for ch in channels for claim in ch.claims()}
+        if len(registries) == 1:
+            await self._renew_in(registries.pop(), channels)
+        else:
+            await self._renew_across(channels)
+        for ch in channels:
+            ch.renewing = False  # those that stopped meanwhile
+
+    async def _renew_in(self, registry: Registry, channels: list[Channel]) -> None:
+        """The common case: every claim of these channels lives in one registry."""
+        sent_at = self._node.now()
+        claims: list[Claim] = []
+        counts: list[int] = []
+        for ch in channels:
+            mine = ch.claims()
+            claims += mine
+            counts.append(len(mine))
+        try:
+            results = await registry.renew(claims)
+        except Exception as exc:
+            log.warning("lease renewal failed: %r", exc)
+            for ch in channels:
+                ch.renew_failed()
+            return
+        i = 0
+        for ch, n in zip(channels, counts, strict=True):
+            ch.renewed(all(results[i : i + n]), sent_at)
+            i += n
+
+    async def _renew_across(self, channels: list[Channel]) -> None:
+        """Channels whose claims live in several registries (per-type registries)."""
         sent_at = self._node.now()
         owners: list[Channel] = []
         claims: list[Claim] = []
@@ -150,5 +186,3 @@ class Leases:
                 ch.renew_failed()
             else:
                 ch.renewed(renewed, sent_at)
-        for ch in channels:
-            ch.renewing = False  # those that stopped meanwhile
