@@ -26,8 +26,8 @@ RENEW_WHEN_LEFT = 0.5  # renew a claim once half its lease or less is left
 SWEEPS_PER_LEASE = 6  # sweeps per (shortest) lease: two or three tries before a lease ends
 # Channels per registry call, and channels looked at between two returns to the event loop:
 # the sweep must not delay timers and commands by more than a millisecond or so.
-RENEW_CHUNK = 500
-SCAN_CHUNK = 2000
+RENEW_CHUNK = 1000
+SCAN_CHUNK = 10000
 
 
 class Leases:
@@ -119,13 +119,9 @@ class Leases:
             elif ch.lease_until - now <= ch.conf.lease * RENEW_WHEN_LEFT:
                 ch.renewing = True
                 due.append(ch)
-        # Spread the renewals over part of the time until the next sweep, so that the many
-        # channels started together do not come due as one burst that starves the loop.
-        chunks = range(0, len(due), RENEW_CHUNK)
-        pause = min(0.05, self._node.shortest_lease() / SWEEPS_PER_LEASE / 3 / max(1, len(chunks)))
-        for start in chunks:
+        for start in range(0, len(due), RENEW_CHUNK):
             await self._renew(due[start : start + RENEW_CHUNK])
-            await asyncio.sleep(pause)
+            await asyncio.sleep(0)  # between chunks, timers and commands get their turn
 
     async def _renew(self, channels: list[Channel]) -> None:
         channels = [ch for ch in channels if ch.running]
