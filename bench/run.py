@@ -3,9 +3,11 @@
 Usage: python bench/run.py [--quick] [--only NAME ...] [--out PATH] [--profile]
 
 Each row is measured against a baseline in the same run where one exists (the asyncio floor,
-raw SQLite loops, the bank server's constant route); `ratio` = value / baseline, higher is
-better for rates. Throughput figures are medians of several repetitions, interleaved with their
-baselines (the machine is noisy); the HTTP rows (bench/http_load.py) are one wrk run each.
+raw SQLite loops, psycopg and redis-py on private servers, the bank server's constant route);
+`ratio` = value / baseline, higher is better for rates. Throughput figures are medians of
+several repetitions, interleaved with their baselines (the machine is noisy); the HTTP rows
+(bench/http_load.py) are one wrk run each. The PostgreSQL and Redis rows are in
+bench/backend_rows.py.
 `--only` takes row names or shell patterns (`command_*`); `--quick` is a fast smoke run with
 small sizes; `--profile` prints a cProfile of each wes measurement to stderr.
 """
@@ -46,6 +48,10 @@ UNITS = {
     "http_balance_p99_ms": "ms",
     "http_transfer_rps": "requests/s",
     "http_transfer_p99_ms": "ms",
+    "postgres_periodic_saves": "states/s",
+    "postgres_durable_commands": "commands/s",
+    "redis_periodic_saves": "states/s",
+    "redis_durable_commands": "commands/s",
 }
 """Every row name in table order, with its unit."""
 
@@ -155,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     rows: list[Row] = []
     try:
+        from backend_rows import ROWS as BACKEND_ROWS
+        from backend_rows import backend_rows
         from http_load import ROWS as HTTP_ROWS
         from http_load import http_load
         from wes_rows import GROUPS
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = asyncio.run(baselines_only(settings))
         failed = True
     else:
-        for names, group in [*GROUPS, (HTTP_ROWS, http_load)]:
+        for names, group in [*GROUPS, (HTTP_ROWS, http_load), (BACKEND_ROWS, backend_rows)]:
             wanted = [name for name in names if want(name)]
             if not wanted:
                 continue

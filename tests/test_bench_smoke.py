@@ -26,6 +26,10 @@ REQUIRED = {
     "http_balance_p99_ms",
     "http_transfer_rps",
     "http_transfer_p99_ms",
+    "postgres_periodic_saves",
+    "postgres_durable_commands",
+    "redis_periodic_saves",
+    "redis_durable_commands",
 }
 WITH_BASELINE = {
     "command_1client",
@@ -36,6 +40,10 @@ WITH_BASELINE = {
     "durable_commands",
     "http_balance_rps",
     "http_transfer_rps",
+    "postgres_periodic_saves",
+    "postgres_durable_commands",
+    "redis_periodic_saves",
+    "redis_durable_commands",
 }
 
 

@@ -1,0 +1,538 @@
+"""Periodic saves and durable commands on PostgreSQL and Redis, each next to the raw driver.
+
+Private servers on free loopback ports (`tests/servers.py`: PostgreSQL with `fsync=on`, Redis
+without persistence; `WES_POSTGRES_DSN` / `WES_REDIS_URL` point at servers started elsewhere),
+one table or key prefix per measurement.
+
+`*_periodic_saves`: N channels of one counter actor each, `save_interval` 5 ms. Each round
+makes every actor dirty with one command, then waits until the store has written every new
+state (a wrapping store counts the written keys). Value = states written / (time of the
+rounds - time of the same commands on a node that does not save), as the SQLite
+`periodic_saves` row. Baseline = the raw driver writing as many rows in batches of exactly the
+sizes the store's `write` calls had in that repetition, one call at a time (the node has one
+write in flight per store too), every row getting a new value, rows prepared before timing:
+- PostgreSQL: psycopg `AsyncConnection`, one transaction per batch holding the plain upsert
+  `INSERT ... SELECT FROM unnest(...) ON CONFLICT (key) DO UPDATE` (the store's statement
+  without its token fence) into a table of the store's shape;
+- Redis: redis-py asyncio, one `EVALSHA` per batch of a Lua script doing one `HSET key t v d`
+  per row (the store's script also checks each stored token and maintains the key index).
+
+`*_durable_commands`: 100 channels with `durability="command"`, one client each sending
+commands one after another. Baseline = the raw driver doing one single-row write per command
+from 100 concurrent clients, each on its own key:
+- PostgreSQL: 100 psycopg `AsyncConnection`s in autocommit, one upsert (one commit) each;
+- Redis: one `HSET key t v d` round trip each, over redis-py's asyncio connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from actors import Counter
+from common import Loop, Row, Settings, calibrate, paired_rates, profiled
+
+import wes
+from wes.abc import Record, Store, Write
+
+if TYPE_CHECKING:  # the drivers are imported on use: without one, only its rows fail
+    from psycopg import AsyncConnection
+    from redis.asyncio import Redis
+
+Want = Callable[[str], bool]
+
+ROWS = (
+    "postgres_periodic_saves",
+    "postgres_durable_commands",
+    "redis_periodic_saves",
+    "redis_durable_commands",
+)
+"""The rows of this group, in table order."""
+
+CLIENTS = 100
+SAVE_INTERVAL = 0.005
+MIN_RATIO = 0.7
+RUN = f"{os.getpid()}_{time.time_ns() // 1_000_000}"
+"""Suffix of this run's table names and key prefixes: servers given by URL may hold others."""
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+
+def _servers() -> Any:
+    """`tests/servers.py`, which starts private servers (imported from the tests directory)."""
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
+    return importlib.import_module("servers")
+
+
+def state(value: int) -> bytes:
+    """An encoded state like the counter actor's."""
+    return b'{"value":%d}' % value
+
+
+# -- the raw drivers ------------------------------------------------------------------------
+
+Batch = list[tuple[str, int, int, bytes]]  # key, token, version, data
+
+
+class Raw(Protocol):
+    """A backend's raw-driver baselines."""
+
+    async def write_batches(self, batches: list[Batch]) -> float:
+        """Write each batch in one atomic call, one call at a time; seconds taken."""
+        ...
+
+    async def single_writes(self, clients: int) -> Loop:
+        """A loop of `n` single-row writes in total from `clients` concurrent clients."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    key text COLLATE "C" PRIMARY KEY,
+    token bigint NOT NULL,
+    version integer NOT NULL,
+    data bytea NOT NULL
+)
+"""
+PG_UPSERT_MANY = """
+INSERT INTO {table} AS t (key, token, version, data)
+SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %b::bytea[])
+ON CONFLICT (key) DO UPDATE SET
+    token = excluded.token, version = excluded.version, data = excluded.data
+"""
+PG_UPSERT_ONE = """
+INSERT INTO {table} AS t (key, token, version, data) VALUES (%s, %s, %s, %b)
+ON CONFLICT (key) DO UPDATE SET
+    token = excluded.token, version = excluded.version, data = excluded.data
+"""
+
+
+class PostgresRaw:
+    """psycopg alone, on a table of `PostgresStore`'s shape."""
+
+    def __init__(self, dsn: str, table: str) -> None:
+        self.dsn = dsn
+        self.table = table
+        self.conns: list[AsyncConnection[Any]] = []
+
+    async def _connect(self) -> AsyncConnection[Any]:
+        from psycopg import AsyncConnection
+
+        conn = await AsyncConnection.connect(self.dsn, autocommit=True)
+        self.conns.append(conn)
+        return conn
+
+    async def write_batches(self, batches: list[Batch]) -> float:
+        conn = self.conns[0] if self.conns else await self._connect()
+        await conn.execute(PG_SCHEMA.format(table=self.table))
+        upsert = PG_UPSERT_MANY.format(table=self.table)
+        columns = [
+            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+            for rows in (sorted(batch) for batch in batches)
+        ]
+        for params in columns:  # the rows exist before timing, as the actors' do
+            await conn.execute(upsert, params)
+        gc.collect()
+        start = time.perf_counter()
+        for params in columns:
+            async with conn.transaction():
+                await conn.execute(upsert, params)
+        return time.perf_counter() - start
+
+    async def single_writes(self, clients: int) -> Loop:
+        conns = [await self._connect() for _ in range(clients)]
+        await conns[0].execute(PG_SCHEMA.format(table=self.table))
+        upsert = PG_UPSERT_ONE.format(table=self.table)
+        counter = 0
+
+        async def client(conn: AsyncConnection[Any], key: str, m: int) -> None:
+            nonlocal counter
+            for _ in range(m):
+                counter += 1
+                await conn.execute(upsert, (key, counter, 1, state(counter)))  # one commit
+
+        async def body(n: int) -> None:
+            per = max(1, n // clients)
+            await asyncio.gather(
+                *(client(conn, f"counter/{i}", per) for i, conn in enumerate(conns))
+            )
+
+        return body
+
+    async def aclose(self) -> None:
+        for conn in self.conns:
+            await conn.close()
+
+
+REDIS_HSETS = """
+for i = 1, #KEYS do
+    redis.call('HSET', KEYS[i], 't', ARGV[3 * i - 2], 'v', ARGV[3 * i - 1], 'd', ARGV[3 * i])
+end
+return 0
+"""
+
+
+class RedisRaw:
+    """redis-py alone, on hashes of `RedisStore`'s shape."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        from redis.asyncio import Redis
+
+        self.redis: Redis = Redis.from_url(url, decode_responses=False)
+        self.prefix = prefix
+
+    async def write_batches(self, batches: list[Batch]) -> float:
+        script = self.redis.register_script(REDIS_HSETS)
+        calls: list[tuple[list[str], list[bytes | int]]] = []
+        for batch in batches:
+            args: list[bytes | int] = []
+            for _, token, version, data in batch:
+                args += (token, version, data)
+            calls.append(([self.prefix + key for key, *_ in batch], args))
+        for keys, args in calls:  # the keys exist before timing, as the actors' do
+            await script(keys=keys, args=args)
+        gc.collect()
+        start = time.perf_counter()
+        for keys, args in calls:
+            await script(keys=keys, args=args)
+        return time.perf_counter() - start
+
+    async def single_writes(self, clients: int) -> Loop:
+        hset = self.redis.hset
+        counter = 0
+
+        async def client(key: str, m: int) -> None:
+            nonlocal counter
+            for _ in range(m):
+                counter += 1
+                await hset(key, mapping={"t": counter, "v": 1, "d": state(counter)})
+
+        async def body(n: int) -> None:
+            per = max(1, n // clients)
+            keys = [f"{self.prefix}counter/{i}" for i in range(clients)]
+            await asyncio.gather(*(client(key, per) for key in keys))
+
+        return body
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+class Backend(Protocol):
+    name: str
+    saves_baseline: str  # what the raw driver does, for the row notes
+    durable_baseline: str
+
+    def server(self) -> contextlib.AbstractContextManager[str]: ...
+
+    def store(self, url: str, name: str) -> Store: ...
+
+    def raw(self, url: str, name: str) -> Raw: ...
+
+
+class Postgres:
+    name = "postgres"
+    saves_baseline = (
+        "one psycopg AsyncConnection, per batch one transaction of one plain"
+        " INSERT ... SELECT FROM unnest(...) ON CONFLICT (key) DO UPDATE (no token fence)"
+    )
+    durable_baseline = (
+        f"{CLIENTS} concurrent clients, each on its own psycopg AsyncConnection (autocommit)"
+        " upserting its own row, one statement and one commit per command"
+    )
+
+    def server(self) -> contextlib.AbstractContextManager[str]:
+        cm: contextlib.AbstractContextManager[str] = _servers().postgres_server()
+        return cm
+
+    def store(self, url: str, name: str) -> Store:
+        return wes.PostgresStore(url, table=name)
+
+    def raw(self, url: str, name: str) -> Raw:
+        return PostgresRaw(url, name)
+
+
+class RedisBackend:
+    name = "redis"
+    saves_baseline = (
+        "redis-py asyncio, per batch one EVALSHA of a Lua script doing one HSET key t v d per"
+        " row (no token check, no key index)"
+    )
+    durable_baseline = (
+        f"{CLIENTS} concurrent clients on one redis-py asyncio client (its connection pool),"
+        " each doing one HSET key t v d round trip on its own key per command"
+    )
+
+    def server(self) -> contextlib.AbstractContextManager[str]:
+        cm: contextlib.AbstractContextManager[str] = _servers().redis_server()
+        return cm
+
+    def store(self, url: str, name: str) -> Store:
+        return wes.RedisStore(url, prefix=f"{name}:")
+
+    def raw(self, url: str, name: str) -> Raw:
+        return RedisRaw(url, f"{name}:")
+
+
+BACKENDS: list[Backend] = [Postgres(), RedisBackend()]
+
+
+# -- wes ------------------------------------------------------------------------------------
+
+
+class RecordingStore(Store):
+    """Wraps a store; tracks the keys still waiting for a write, and each write call's size."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.pending: set[str] = set()
+        self.sizes: list[int] = []
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
+        return await self.inner.read(keys)
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        results = await self.inner.write(batches)
+        written = 0
+        pending = self.pending
+        for batch, result in zip(batches, results, strict=True):
+            if result is None:
+                written += len(batch)
+                for w in batch:
+                    pending.discard(w.key)
+        if written:
+            self.sizes.append(written)
+        return results
+
+    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
+        return self.inner.scan(prefix)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def wait_for(predicate: Callable[[], bool], limit: float) -> None:
+    deadline = time.perf_counter() + limit
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.0005)
+
+
+def counter_node(store: Store, kind: str, **conf: Any) -> wes.Node:
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("counter", Counter)
+    node.channel_type(kind, **conf)
+    return node
+
+
+async def start_counters(node: wes.Node, kind: str, n: int) -> list[tuple[str, int]]:
+    channels: list[tuple[str, int]] = []
+    for i in range(n):
+        await node.create_channel((kind, i), wes.create(("counter", i)))
+        channels.append((kind, i))
+    return channels
+
+
+async def dirty_all(node: wes.Node, channels: list[tuple[str, int]]) -> None:
+    command = node.command
+    for channel in channels:
+        await command(channel, "incr", 1)
+
+
+async def periodic_saves(backend: Backend, url: str, settings: Settings) -> Row:
+    """`<backend>_periodic_saves`; see the module docstring."""
+    n = 500 if settings.quick else 5000
+    rounds = 2 if settings.quick else 3
+    reps = 1 if settings.quick else 5
+    values: list[float] = []
+    bases: list[float] = []
+    alone: list[float] = []
+    notes: list[str] = []
+    unsaved = counter_node(wes.MemoryStore(), "unsaved", save_interval=None)
+    store = RecordingStore(backend.store(url, f"wes_saves_{RUN}"))
+    node = counter_node(store, "saved", save_interval=SAVE_INTERVAL)
+    raw = backend.raw(url, f"raw_saves_{RUN}")
+    bare = backend.store(url, f"bare_saves_{RUN}")
+    keys = {f"counter/{i}" for i in range(n)}
+    try:
+        async with unsaved, node, bare:
+            plain = await start_counters(unsaved, "unsaved", n)
+            await dirty_all(unsaved, plain)  # warm-up
+            store.pending = set(keys)
+            channels = await start_counters(node, "saved", n)
+            await wait_for(lambda: not store.pending, 60)  # the first save of the new actors
+
+            async def one_round() -> None:
+                store.pending = set(keys)
+                await dirty_all(node, channels)
+                await wait_for(lambda: not store.pending, 60)
+
+            await one_round()  # warm-up
+            for rep in range(reps):
+                gc.collect()
+                start = time.perf_counter()
+                for _ in range(rounds):
+                    await dirty_all(unsaved, plain)
+                commands_only = time.perf_counter() - start
+                store.sizes = []
+                gc.collect()
+                start = time.perf_counter()
+                for _ in range(rounds):
+                    await one_round()
+                total = time.perf_counter() - start
+                sizes = store.sizes
+                written = sum(sizes)
+                values.append(written / max(total - commands_only, 1e-9))
+                batches = batches_of(sizes, n, rep)
+                bases.append(written / await raw.write_batches(batches))
+                alone.append(written / await store_alone(bare, batches, token_floor(rep)))
+                notes.append(
+                    f"{total:.2f}s for {rounds} rounds of {n:,} commands + saves, minus"
+                    f" {commands_only:.2f}s for the commands alone; {written:,} states in"
+                    f" {len(sizes)} write calls of {min(sizes):,}..{max(sizes):,}"
+                    f" (mean {written / len(sizes):,.0f}) rows"
+                )
+            await profiled(settings, f"{backend.name}_periodic_saves", one_round)
+    finally:
+        await raw.aclose()
+    median = statistics.median(values)
+    note = notes[min(range(len(values)), key=lambda i: abs(values[i] - median))]
+    bare_rate = statistics.median(alone)
+    return Row(
+        f"{backend.name}_periodic_saves",
+        median,
+        "states/s",
+        statistics.median(bases),
+        min_ratio=MIN_RATIO,
+        note=(
+            f"N={n:,}; {note}; baseline: the same batch sizes, {backend.saves_baseline};"
+            f" the store's write() alone, given the same batches as prepared Writes (one batch"
+            f" per row, as channels save): {bare_rate:,.0f} rows/s"
+        ),
+    )
+
+
+async def store_alone(store: Store, batches: list[Batch], floor: int) -> float:
+    """Seconds `store.write` takes for `batches`, one call each, from prepared `Write`s; the
+    rows are first written with token `floor`, below the tokens of `batches`."""
+    calls = [[[Write(key, data, ver, token)] for key, token, ver, data in b] for b in batches]
+    keys = sorted({row[0] for batch in batches for row in batch})
+    for i in range(0, len(keys), 1000):  # the rows exist before timing, as the actors' do
+        await store.write([[Write(key, state(0), 1, floor)] for key in keys[i : i + 1000]])
+    gc.collect()
+    start = time.perf_counter()
+    for call in calls:
+        results = await store.write(call)
+        refused = [r for r in results if r is not None]
+        if refused:
+            raise RuntimeError(f"{store!r} refused {len(refused)} rows: {refused[0]}")
+    return time.perf_counter() - start
+
+
+def batches_of(sizes: list[int], n: int, rep: int) -> list[Batch]:
+    """Rows over `n` keys cut in batches of `sizes`, each write a new value and a token
+    above `token_floor(rep)`."""
+    out: list[Batch] = []
+    k = 0
+    for size in sizes:
+        batch: Batch = []
+        for _ in range(size):
+            value = token_floor(rep) + 1 + k
+            batch.append((f"counter/{k % n}", value, 1, state(value)))
+            k += 1
+        out.append(batch)
+    return out
+
+
+def token_floor(rep: int) -> int:
+    """Tokens of repetition `rep` lie above this, and those of earlier ones below it."""
+    return (rep + 1) * 10**9
+
+
+async def durable_commands(backend: Backend, url: str, settings: Settings) -> Row:
+    """`<backend>_durable_commands`; see the module docstring."""
+    raw = backend.raw(url, f"raw_durable_{RUN}")
+    node = counter_node(backend.store(url, f"wes_durable_{RUN}"), "durable", durability="command")
+    acked = 0
+    try:
+        base_loop = await raw.single_writes(CLIENTS)
+        async with node:
+            channels = await start_counters(node, "durable", CLIENTS)
+            command = node.command
+
+            async def client(channel: tuple[str, int], m: int) -> None:
+                nonlocal acked
+                for _ in range(m):
+                    await command(channel, "incr", 1)
+                    acked += 1
+
+            async def wes_loop(n: int) -> None:
+                per = max(1, n // CLIENTS)
+                await asyncio.gather(*(client(channel, per) for channel in channels))
+
+            base, value = await paired_rates(
+                base_loop, wes_loop, settings.seconds * 2, settings.reps
+            )
+            if settings.profile:
+                count = await calibrate(wes_loop, settings.seconds)
+                await profiled(
+                    settings, f"{backend.name}_durable_commands", lambda: wes_loop(count)
+                )
+            stored = await stored_total(backend.store(url, f"wes_durable_{RUN}"))
+    finally:
+        await raw.aclose()
+    check = (
+        "all acknowledged commands are in the store"
+        if stored == acked
+        else f"STORE BEHIND: {acked:,} commands acknowledged, {stored:,} stored"
+    )
+    return Row(
+        f"{backend.name}_durable_commands",
+        value,
+        "commands/s",
+        base,
+        min_ratio=MIN_RATIO,
+        note=(
+            f"{CLIENTS} clients on {CLIENTS} channels, one command at a time each; {check};"
+            f" baseline: {backend.durable_baseline}"
+        ),
+    )
+
+
+async def stored_total(store: Store) -> int:
+    """The sum of the counters in `store`, read while the node still runs (before its final
+    saves), through a second store."""
+    total = 0
+    async with store:
+        async for _, record in store.scan("counter/"):
+            total += json.loads(record.data)["value"]
+    return total
+
+
+async def backend_rows(settings: Settings, want: Want) -> list[Row]:
+    """postgres_periodic_saves, postgres_durable_commands, redis_periodic_saves,
+    redis_durable_commands."""
+    rows: list[Row] = []
+    for backend in BACKENDS:
+        saves, durable = f"{backend.name}_periodic_saves", f"{backend.name}_durable_commands"
+        if not (want(saves) or want(durable)):
+            continue
+        with backend.server() as url:
+            if want(saves):
+                rows.append(await periodic_saves(backend, url, settings))
+            if want(durable):
+                rows.append(await durable_commands(backend, url, settings))
+    return rows
