@@ -206,10 +206,10 @@ async def test_renewal_of_many_claims_is_one_transaction(tmp_path: Path) -> None
     async with wes.SqliteRegistry(tmp_path / "reg.db") as reg:
         claims = await reg.claim([("actor", ("t", i)) for i in range(200)], "n", LONG)
         statements: list[str] = []
-        assert reg._conn is not None
-        reg._conn.set_trace_callback(statements.append)
+        assert reg._file._conn is not None
+        reg._file._conn.set_trace_callback(statements.append)
         assert await reg.renew(claims) == [True] * 200
-        reg._conn.set_trace_callback(None)
+        reg._file._conn.set_trace_callback(None)
         assert statements.count("BEGIN IMMEDIATE") == 1
         assert statements.count("COMMIT") == 1
 
@@ -273,4 +273,4 @@ async def test_aclose_with_calls_in_flight(tmp_path: Path) -> None:
     assert all(len(claims) == 1 for claims in await asyncio.gather(*pending))
     with pytest.raises(wes.RegistryUnavailable):
         await reg.claim([CH_A], "n", LONG)
-    assert reg._conn is None
+    assert reg._file._conn is None

@@ -6,17 +6,14 @@ All SQLite work happens on one dedicated thread, so the event loop never blocks 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal
 
 from .._abc import Record, Store, Write
 from .._errors import InvalidConfig, StaleToken, StoreUnavailable
-
-T = TypeVar("T")
+from ._sqlite_file import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wes_state (
@@ -38,6 +35,10 @@ _READ_CHUNK = 500  # keys per SELECT, well under SQLite's bound-parameter limit
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
+def _create_table(conn: sqlite3.Connection) -> None:
+    conn.execute(_SCHEMA)
+
+
 class SqliteStore(Store):
     """Actor states in a SQLite file (WAL mode; `synchronous=FULL` by default, so a commit
     survives a power cut, not only a process crash).
@@ -54,50 +55,25 @@ class SqliteStore(Store):
                 f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
             )
         self.path = os.fspath(path)
-        self._synchronous = synchronous
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._file = SqliteFile(
+            self.path,
+            label=repr(self),
+            unavailable=StoreUnavailable,
+            synchronous=synchronous,
+            timeout=10.0,
+            setup=_create_table,
+        )
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
 
-    # -- the worker thread ----------------------------------------------------------------
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._closed:
-            raise StoreUnavailable(f"{self!r} is closed")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="wes-sqlite")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"{self!r}: {exc}") from exc
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA busy_timeout = 10000")
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL ({mode})")
-                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-                conn.execute(_SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
     # -- the Store interface --------------------------------------------------------------
 
     async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self._run(self._read_sync, list(keys))
+        return await self._file.run(self._read_sync, list(keys))
 
     def _read_sync(self, keys: list[str]) -> dict[str, Record]:
-        conn = self._connection()
+        conn = self._file.connection()
         out: dict[str, Record] = {}
         conn.execute("BEGIN")  # one snapshot across the chunks: never a torn read
         try:
@@ -121,10 +97,10 @@ class SqliteStore(Store):
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         if not batches:
             return []
-        return await self._run(self._write_sync, [list(b) for b in batches])
+        return await self._file.run(self._write_sync, [list(b) for b in batches])
 
     def _write_sync(self, batches: list[list[Write]]) -> list[BaseException | None]:
-        conn = self._connection()
+        conn = self._file.connection()
         rows = [(w.key, w.token, w.version, w.data) for batch in batches for w in batch]
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -161,11 +137,11 @@ class SqliteStore(Store):
         return StaleToken(f"write of {len(batch)} keys refused by a newer fencing token")
 
     async def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        for key, record in await self._run(self._scan_sync, prefix):
+        for key, record in await self._file.run(self._scan_sync, prefix):
             yield key, record
 
     def _scan_sync(self, prefix: str) -> list[tuple[str, Record]]:
-        rows = self._connection().execute(
+        rows = self._file.connection().execute(
             "SELECT key, data, version, token FROM wes_state WHERE key >= ? ORDER BY key",
             (prefix,),
         )
@@ -178,17 +154,4 @@ class SqliteStore(Store):
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, self._close_sync)
-        executor.shutdown(wait=False)
-
-    def _close_sync(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._file.aclose()

@@ -16,17 +16,16 @@ file's one write lock.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .._abc import Claim, ClaimKind, Ident, NameTaken, Registry
 from .._errors import InvalidConfig, RegistryUnavailable
+from ._sqlite_file import SqliteFile
 
 T = TypeVar("T")
 
@@ -96,6 +95,11 @@ def _untag(obj: dict[str, Any]) -> Any:
     return tuple(obj["t"])
 
 
+def _create_tables(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
 class SqliteRegistry(Registry):
     """Leases in a SQLite file, shared by the processes of one host (WAL mode).
 
@@ -116,57 +120,25 @@ class SqliteRegistry(Registry):
         if not busy_timeout >= 0:
             raise InvalidConfig(f"busy_timeout must be >= 0, not {busy_timeout!r}")
         self.path = os.fspath(path)
-        self._busy_timeout = float(busy_timeout)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        # Leases outlive no power cut (every holder dies with the host), and a lost token
+        # counter restarts from the clock, which has moved on: no fsync per claim.
+        self._file = SqliteFile(
+            self.path,
+            label=repr(self),
+            unavailable=RegistryUnavailable,
+            synchronous="NORMAL",
+            timeout=float(busy_timeout),
+            setup=_create_tables,
+        )
         self._purged_at = 0.0
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({self.path!r})"
 
-    # -- the worker thread ----------------------------------------------------------------
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._closed:
-            raise RegistryUnavailable(f"{self!r} is closed")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="wes-sqlite-registry")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except (sqlite3.Error, OSError) as exc:
-            raise RegistryUnavailable(f"{self!r}: {exc}") from exc
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if self._closed:  # a call queued behind `aclose` must not reopen the file
-                raise sqlite3.ProgrammingError(f"{self!r} is closed")
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL ({mode})")
-                # Leases outlive no power cut (every holder dies with the host), and a lost
-                # token counter restarts from the clock, which has moved on: no fsync per claim.
-                conn.execute("PRAGMA synchronous = NORMAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
     def _transaction(self, body: Callable[[sqlite3.Connection, float], T]) -> T:
         """Run `body(conn, now)` in one write transaction; `now` is read once the write lock
         is held, so time spent waiting for it never counts against a lease."""
-        conn = self._connection()
+        conn = self._file.connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = body(conn, time.time())
@@ -184,7 +156,7 @@ class SqliteRegistry(Registry):
     ) -> list[Claim]:
         rows = [(kind, ident, encode_ident(ident)) for kind, ident in names]
         held_by = encode_holder(holder)
-        tokens, expires = await self._run(self._claim_sync, rows, held_by, lease)
+        tokens, expires = await self._file.run(self._claim_sync, rows, held_by, lease)
         return [
             Claim(kind, ident, holder, token, lease, expires)
             for (kind, ident, _), token in zip(rows, tokens, strict=True)
@@ -220,7 +192,7 @@ class SqliteRegistry(Registry):
         if not claims:
             return []
         rows = [(c.kind, encode_ident(c.ident), c.token, c.lease) for c in claims]
-        return await self._run(self._renew_sync, rows)
+        return await self._file.run(self._renew_sync, rows)
 
     def _renew_sync(self, rows: list[tuple[str, str, int, float]]) -> list[bool]:
         def body(conn: sqlite3.Connection, now: float) -> list[bool]:
@@ -235,33 +207,20 @@ class SqliteRegistry(Registry):
         if not claims:
             return
         rows = [(c.kind, encode_ident(c.ident), c.token) for c in claims]
-        await self._run(self._release_sync, rows)
+        await self._file.run(self._release_sync, rows)
 
     def _release_sync(self, rows: list[tuple[str, str, int]]) -> None:
         self._transaction(lambda conn, now: conn.executemany(_RELEASE, rows))
 
     async def holder(self, kind: ClaimKind, ident: Ident) -> Hashable | None:
-        return await self._run(self._holder_sync, kind, encode_ident(ident))
+        return await self._file.run(self._holder_sync, kind, encode_ident(ident))
 
     def _holder_sync(self, kind: str, key: str) -> Hashable | None:
-        row = self._connection().execute(_HELD, (kind, key)).fetchone()
+        row = self._file.connection().execute(_HELD, (kind, key)).fetchone()
         if row is None or row[1] <= time.time():
             return None
         return decode_holder(row[0])
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, self._close_sync)
-        executor.shutdown(wait=False)
-
-    def _close_sync(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._file.aclose()
