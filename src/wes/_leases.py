@@ -51,6 +51,13 @@ class Leases:
         try:
             return await registry.claim(names, holder, lease)
         except NameTaken as taken:
+            if taken.kind == "channel" and taken.holder == self._node.address:
+                # Not running here, yet held by this node: a claim whose answer never came
+                # back (a registry timeout) or whose release failed. It frees itself.
+                raise RegistryUnavailable(
+                    f"channel {taken.ident!r} is held by an earlier claim of this node that "
+                    f"failed midway; it is free again when that claim's lease runs out"
+                ) from None
             if taken.kind == "channel":
                 raise ChannelAlreadyStarted(
                     f"channel {taken.ident!r} is already running at {taken.holder!r}"
