@@ -442,11 +442,11 @@ class Channel:
 
     async def leave_in_turn(self, leaving: list[Actor]) -> None:
         await self.save()
-        for actor in leaving:
-            if actor._wes_ch is self:
-                self.remove(actor)
-                self.node.forget_actor(actor)
-                await self.node.leases.release([actor._wes_claim])
+        gone = [actor for actor in leaving if actor._wes_ch is self]
+        for actor in gone:
+            self.remove(actor)
+            self.node.forget_actor(actor)
+        await self.node.leases.release([actor._wes_claim for actor in gone])
 
     def detach(self) -> list[Claim]:
         """Take the channel out of the node at once; return the claims to release."""
@@ -487,10 +487,9 @@ class Channel:
         if self.busy:
             self.node.wheel.schedule(self, now + 0.002)  # due work waits for the turn
             return
-        timers = self.timers
-        if timers and not self.conf.durable:
+        if self.timers and not self.conf.durable:
             # The hot path of 100 k ticking actors: fire synchronous timers right here.
-            due = [t for t in timers.values() if t.due <= now]
+            due = self.due_timers(now)
             if due and not any(t.actor._wes_async_timer for t in due):
                 self.fire_timers_inline(due, now)
                 return
@@ -533,6 +532,7 @@ class Channel:
             self.last_active = self.node.now()  # retry after another idle period
 
     def due_timers(self, now: float) -> list[Timer]:
+        """The timers due at `now`, earliest first."""
         due = [t for t in (self.timers or {}).values() if t.due <= now]
         if len(due) > 1:
             due.sort(key=lambda t: t.due)
@@ -542,8 +542,6 @@ class Channel:
         """Fire due synchronous timers right in the wheel's callback, as a free channel runs
         commands in its caller: no task, no future (there may be 100 k timers ticking).
         Only for periodic durability, where nothing needs awaiting afterwards."""
-        if len(due) > 1:
-            due.sort(key=lambda t: t.due)
         node = self.conf.node
         for timer in due:
             if self.timers is None or self.timers.get((timer.actor, timer.name)) is not timer:

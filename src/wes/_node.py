@@ -15,7 +15,7 @@ from typing import Any, Literal, Self
 from ._abc import Claim, ClaimKind, Codec, Ident, Registry, Stats, Store
 from ._actor import Actor, has_own_key
 from ._backends.memory import MemoryRegistry
-from ._channel import ActorConf, Channel, ChannelConf
+from ._channel import ActorConf, Channel, ChannelConf, _holding
 from ._codec import JsonCodec
 from ._errors import (
     ActorAlreadyInChannel,
@@ -367,36 +367,14 @@ class Node:
             raise self._not_started(channel, name)
         if not isinstance(name, str):
             raise InvalidName(f"command name must be a str, not {name!r}")
-        if self._stats_on:
-            return await self._command_counted(ch, name, args, kwargs)
-        if ch.busy or ch.has_async:
-            return await ch.run_command(name, args, kwargs)
-        # The fast path: the channel is free and every handler is synchronous, so nothing
-        # else can run on this loop until we are done; no lock, no task, no future.
-        ch.last_active = self._loop.time()  # type: ignore[union-attr]
-        try:
-            handled = ch.apply_sync(name, args, kwargs)
-        except BaseException as exc:
-            await ch.crash(exc)
-            raise
-        if not handled:
-            return ch.unhandled(name)  # raises UnknownCommand unless the channel is empty
-        if not ch.dirty:
-            ch.mark_dirty()
-        if ch.pending is not None or ch.conf.durable:
-            ch.busy = True  # nothing was awaited since the check above: the turn is ours
-            await asyncio.shield(self.spawn(ch.finish_in_turn()))
-
-    async def _command_counted(
-        self, ch: Channel, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
         loop = self._loop
         assert loop is not None
         started = loop.time()
         try:
             if ch.busy or ch.has_async:
-                await ch.run_command(name, args, kwargs)
-                return
+                return await ch.run_command(name, args, kwargs)
+            # The fast path: the channel is free and every handler is synchronous, so
+            # nothing else can run on this loop until we are done; no lock, task or future.
             ch.last_active = started
             try:
                 handled = ch.apply_sync(name, args, kwargs)
@@ -404,16 +382,16 @@ class Node:
                 await ch.crash(exc)
                 raise
             if not handled:
-                ch.unhandled(name)
-                return
+                return ch.unhandled(name)  # raises UnknownCommand unless the channel is empty
             if not ch.dirty:
                 ch.mark_dirty()
             if ch.pending is not None or ch.conf.durable:
-                ch.busy = True
+                ch.busy = True  # nothing was awaited since the check above: the turn is ours
                 await asyncio.shield(self.spawn(ch.finish_in_turn()))
         finally:
-            seconds = loop.time() - started if self.stats.timed else None
-            self.event("command", name, ch.id, seconds)
+            if self._stats_on:  # every command a running channel received, raising or not
+                seconds = loop.time() - started if self.stats.timed else None
+                self.event("command", name, ch.id, seconds)
 
     async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Ask one actor for a view of its state. Raises `ActorNotActive`, `UnknownRead`, or
@@ -467,8 +445,6 @@ class Node:
             ch.last_active = self.now()
             result = handler(a, *args, **kwargs)
             if asyncio.iscoroutine(result):
-                from ._channel import _holding
-
                 token = _holding.set((*_holding.get(), ch))
                 try:
                     result = await result
