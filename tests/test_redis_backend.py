@@ -393,6 +393,108 @@ async def test_tokens_compare_exactly_beyond_64_bits(redis_url: str, prefix: str
         assert (await store.read(["n"]))["n"] == Record(b"q", 1, 9)
 
 
+async def test_equal_and_differently_sized_tokens(redis_url: str, prefix: str) -> None:
+    """An equal token is accepted, and tokens of other lengths or signs compare as numbers."""
+    big = 2**70
+    async with wes.RedisStore(redis_url, prefix=prefix) as store:
+        for token in (big, -(10**25), 0, 99, -1):
+            key = f"k{token}"
+            assert await store.write([[w(key, b"a", token)]]) == [None]
+            assert await store.write([[w(key, b"b", token)]]) == [None]  # the same owner again
+            assert (await store.read([key]))[key] == Record(b"b", 1, token)
+        assert await store.write([[w("k99", b"c", 100)]]) == [None]  # longer and greater
+        [slot] = await store.write([[w("k99", b"d", 99)]])  # shorter and smaller
+        assert isinstance(slot, wes.StaleToken)
+        assert await store.write([[w("k-1", b"c", -1 + 10**20)]]) == [None]
+        [slot] = await store.write([[w("k0", b"c", -(10**30))]])  # longer but negative
+        assert isinstance(slot, wes.StaleToken)
+        assert await store.write([[w(f"k{-(10**25)}", b"c", -(10**24))]]) == [None]
+        [slot] = await store.write([[w(f"k{-(10**25)}", b"d", -(10**25))]])
+        assert isinstance(slot, wes.StaleToken)
+        assert await store.read(["k99", "k0", f"k{-(10**25)}"]) == {
+            "k99": Record(b"c", 1, 100),
+            "k0": Record(b"b", 1, 0),
+            f"k{-(10**25)}": Record(b"c", 1, -(10**24)),
+        }
+
+
+async def test_stale_batch_between_written_ones(redis_url: str, prefix: str) -> None:
+    """A stale batch amid others is refused whole, naming its stale key, while the batches
+    before and after it, also of other sizes, are written."""
+    async with wes.RedisStore(redis_url, prefix=prefix) as store:
+        assert await store.write([[w("held", b"old", 10)]]) == [None]
+        batches = [
+            [w("a", b"a1", 5), w("b", b"b1", 5)],
+            [w("c", b"c1", 5)],
+            [w("new", b"never", 5), w("held", b"stale", 9), w("d", b"never", 5)],
+            [],
+            [w("e", b"e1", 5), w("f", b"", 5), w("g", b"g 1 2", 5)],
+        ]
+        result = await store.write(batches)
+        assert [type(slot) for slot in result] == [
+            type(None),
+            type(None),
+            wes.StaleToken,
+            type(None),
+            type(None),
+        ]
+        assert "'held' with fencing token 9" in str(result[2])
+        assert "holds token 10" in str(result[2])
+        assert await store.read(["a", "b", "c", "new", "held", "d", "e", "f", "g"]) == {
+            "a": Record(b"a1", 1, 5),
+            "b": Record(b"b1", 1, 5),
+            "c": Record(b"c1", 1, 5),
+            "held": Record(b"old", 1, 10),
+            "e": Record(b"e1", 1, 5),
+            "f": Record(b"", 1, 5),
+            "g": Record(b"g 1 2", 1, 5),
+        }
+        assert [k async for k, _ in store.scan()] == ["a", "b", "c", "e", "f", "g", "held"]
+
+
+async def test_index_holds_each_key_once(redis_url: str, prefix: str) -> None:
+    """A key rewritten many times appears once in `scan`, and a key first written in a call
+    among rewritten ones joins the index."""
+    async with wes.RedisStore(redis_url, prefix=prefix) as store:
+        assert await store.write([[w("b", b"1", 1)], [w("d", b"1", 1)]]) == [None, None]
+        for i in range(3):
+            assert await store.write([[w("b", b"%d" % i, 1)], [w("d", b"%d" % i, 2)]]) == [None] * 2
+        result = await store.write([[w("d", b"x", 2)], [w("a", b"x", 1), w("b", b"x", 1)]])
+        assert result == [None, None]
+        assert await store.write([[w("c", b"y", 1)], [w("e", b"y", 1)]]) == [None, None]
+        assert [(k, r.data) async for k, r in store.scan()] == [
+            ("a", b"x"),
+            ("b", b"x"),
+            ("c", b"y"),
+            ("d", b"x"),
+            ("e", b"y"),
+        ]
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            assert await client.zcard(prefix.encode() + b"store-index") == 5
+        finally:
+            await client.aclose()
+
+
+async def test_write_keeps_every_bytes_value_and_version(redis_url: str, prefix: str) -> None:
+    """Data of any bytes and length, versions and tokens survive the packed arguments, in
+    batches of mixed sizes, and a call of only empty batches writes nothing."""
+    values = [b"", b" ", b"\x00\xff 1 2 3", "é 🙂".encode(), bytes(range(256)) * 40, b"x" * 70_000]
+    batches = [
+        [
+            w(f"v{i}/{j}", values[(i + j) % len(values)], 10**20 + i, version=i * 7 + j)
+            for j in range(i % 3)
+        ]
+        for i in range(12)
+    ]
+    async with wes.RedisStore(redis_url, prefix=prefix) as store:
+        assert await store.write([[], []]) == [None, None]
+        assert await store.write(batches) == [None] * len(batches)
+        expected = {x.key: Record(x.data, x.version, x.token) for batch in batches for x in batch}
+        assert await store.read(list(expected)) == expected
+        assert [k async for k, _ in store.scan()] == sorted(expected)
+
+
 async def test_write_of_many_batches_is_one_script_call(
     redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -319,32 +319,54 @@ class Channel:
 
     # -- saving ---------------------------------------------------------------------------
 
-    def mark_dirty(self) -> None:
+    def mark_dirty(self, now: float | None = None) -> None:
         if not self.dirty:
             self.dirty = True
-            interval = self.conf.save_interval
-            if interval is not None and not self.conf.durable:
-                self.save_due = self.node.now() + interval
-                self.node.wheel.schedule(self, self.save_due)
+            conf = self.conf
+            interval = conf.save_interval
+            if interval is not None and not conf.durable:
+                if now is None:
+                    now = conf.node.now()
+                self.save_due = now + interval
+                conf.node.wheel.schedule(self, self.save_due, now)
 
     def snapshot(self) -> dict[Writer, list[Write]]:
         """Encode every dirty actor that should be saved, grouped by store; clears no flag."""
-        node = self.node
+        node = self.conf.node
+        encode = node.codec.encode
+        actor_conf = node.actor_conf
         batches: dict[Writer, list[Write]] = {}
         for actor in self.actors:
             if not actor._wes_dirty or not actor.should_save():
                 continue
-            conf = node.actor_conf(actor._wes_id[0])
+            ident = actor._wes_id
+            conf = actor_conf(ident[0])
             try:
-                data = node.codec.encode(actor.to_state())
+                data = encode(actor.to_state())
             except Exception as exc:
                 raise StateNotEncodable(
-                    f"cannot encode the state of actor {actor._wes_id!r}: {exc}"
+                    f"cannot encode the state of actor {ident!r}: {exc}"
                 ) from exc
-            write = Write(
-                conf.key(actor._wes_id[1]), data, conf.cls.version, actor._wes_claim.token
-            )
-            batches.setdefault(node.writer(conf.store), []).append(write)
+            write = Write(conf.key(ident[1]), data, conf.cls.version, actor._wes_claim.token)
+            writer = node.writer(conf.store)
+            batch = batches.get(writer)
+            if batch is None:
+                batches[writer] = [write]
+            else:
+                batch.append(write)
+        return batches
+
+    def take_snapshot(self, now: float) -> dict[Writer, list[Write]]:
+        """Snapshot the dirty actors for a save (the caller holds the turn and writes the
+        batches); they count as clean until `end_save` says otherwise. Raises `LeaseLost` or
+        `StateNotEncodable`, and then nothing changed."""
+        if now >= self.lease_until:
+            raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
+        batches = self.snapshot()
+        for actor in self.actors:
+            actor._wes_dirty = False
+        self.dirty = False
+        self.save_due = None
         return batches
 
     async def save(self) -> None:
@@ -370,29 +392,27 @@ class Channel:
         is nothing to write. The actors count as clean until `end_save` says otherwise."""
         if not self.dirty:
             return None
-        if self.node.now() >= self.lease_until:
-            raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
-        batches = self.snapshot()
-        for actor in self.actors:
-            actor._wes_dirty = False
-        self.dirty = False
-        self.save_due = None
+        batches = self.take_snapshot(self.conf.node.now())
         return [writer.submit(batch) for writer, batch in batches.items()]
 
-    def end_save(self, started: float, error: BaseException | None) -> None:
+    def end_save(
+        self, started: float, error: BaseException | None, now: float | None = None
+    ) -> None:
         """Conclude a save `begin_save` started: raise its error (the actors are dirty again
-        and a periodic retry is scheduled), or count it."""
+        and a periodic retry is scheduled), or count it. `now` is the loop time, if at hand."""
         if error is not None:
             for actor in self.actors:
                 actor._wes_dirty = True
             self.dirty = True
             self.retry_save_later()
             raise error
-        if self.node.now() >= self.lease_until:
+        node = self.conf.node
+        if now is None:
+            now = node.now()
+        if now >= self.lease_until:
             # The write may have landed after a new owner read the store: it cannot count.
             raise LeaseLost(f"channel {self.id!r} lost its lease while it was saving")
-        seconds = self.node.now() - started if self.node.stats.timed else None
-        self.node.event("save", "ok", self.id, seconds)
+        node.event("save", "ok", self.id, now - started if node.stats.timed else None)
 
     async def save_or_die(self) -> None:
         """A durable save: if it fails, memory is ahead of the store, so the channel stops

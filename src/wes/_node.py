@@ -384,7 +384,7 @@ class Node:
             if not handled:
                 return ch.unhandled(name)  # raises UnknownCommand unless the channel is empty
             if not ch.dirty:
-                ch.mark_dirty()
+                ch.mark_dirty(started)
             if ch.pending is not None or ch.conf.durable:
                 ch.busy = True  # nothing was awaited since the check above: the turn is ours
                 await asyncio.shield(self.spawn(ch.finish_in_turn()))

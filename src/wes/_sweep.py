@@ -1,9 +1,14 @@
 """The periodic saves of many channels, done together.
 
 When the wheel finds many channels due for a periodic save in one tick, a task, a gather and
-a future per channel would cost more than the save itself; the sweep instead snapshots them
-all in one pass, hands their batches to the writers (which group them into one commit per
-store), and concludes them in one pass when the writes end.
+a future per channel would cost more than the save itself. The sweep instead snapshots them
+in chunks, hands each chunk's batches to the writers (which group them into one commit per
+store), and concludes a chunk in one pass when its writes end.
+
+Between two chunks the sweep yields to the loop, for two reasons: a writer can send the first
+chunk while the next one is being encoded (the store works on its own thread or server, the
+encoding on the loop, so the two overlap), and commands and timers of other channels are not
+held up for the whole sweep: 20,000 channels due at once are ~100 ms of encoding.
 """
 
 from __future__ import annotations
@@ -12,9 +17,57 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._abc import Write
     from ._channel import Channel
     from ._node import Node
-    from ._writer import Ticket
+    from ._writer import Group, Writer
+
+FIRST_CHUNK = 16
+CHUNK = 256
+"""Channels snapshotted between two yields to the loop: the first chunk is small, so that
+the first write starts at once, and later ones double up to `CHUNK` (about a millisecond of
+work)."""
+
+
+class _Chunk:
+    """Channels of one sweep whose turns it holds, and the writes of those that had states
+    to save: for each writer, the group future, the index of the first batch in its results
+    and, per batch, the index of its channel in `begun`."""
+
+    __slots__ = ("begun", "channels", "started", "writes")
+
+    def __init__(self, channels: list[Channel], started: float) -> None:
+        self.channels = channels
+        self.started = started
+        self.begun: list[Channel] = []
+        self.writes: list[tuple[Group, int, list[int]]] = []
+
+    def done(self) -> bool:
+        return all(group.done() for group, _, _ in self.writes)
+
+    async def wait(self) -> None:
+        pending = [group for group, _, _ in self.writes if not group.done()]
+        if pending:
+            # Not `await group`: the futures are shared with other savers, and awaiting a
+            # future cancels it when the awaiting task is cancelled.
+            await asyncio.wait(pending)
+
+    def errors(self) -> list[BaseException | None]:
+        """Per channel in `begun`: the first error of its batches, or `None`."""
+        errors: list[BaseException | None] = [None] * len(self.begun)
+        for group, first, owners in self.writes:
+            failed = group.exception()
+            if failed is not None:
+                for owner in owners:
+                    if errors[owner] is None:
+                        errors[owner] = failed
+                continue
+            results = group.result()
+            for i, owner in enumerate(owners, first):
+                error = results[i]
+                if error is not None and errors[owner] is None:
+                    errors[owner] = error
+        return errors
 
 
 class SaveSweep:
@@ -40,44 +93,64 @@ class SaveSweep:
                 ch.pass_turn()
 
     async def _save(self, channels: list[Channel]) -> None:
-        started = self._node.now()
-        begun: list[tuple[Channel, list[Ticket]]] = []
+        chunks: list[_Chunk] = []
         try:
-            for ch in channels:
-                futures = self._begin(ch)
-                if futures is not None:
-                    begun.append((ch, futures))
-            for ch, tickets in begun:
-                error: BaseException | None = None
-                for ticket in tickets:
-                    try:
-                        await ticket.result()
-                    except Exception as exc:
-                        error = exc
-                self._end(ch, started, error)
+            start, size = 0, FIRST_CHUNK
+            while start < len(channels):
+                if chunks:
+                    await asyncio.sleep(0)  # the writers send; other channels get a turn
+                    while chunks and chunks[0].done():
+                        self._conclude(chunks.pop(0))
+                chunks.append(self._begin(channels[start : start + size]))
+                start, size = start + size, min(2 * size, CHUNK)
+            while chunks:
+                await chunks[0].wait()
+                self._conclude(chunks.pop(0))
         finally:
-            for ch in channels:
-                ch.pass_turn()
-                if ch.running:
-                    ch.reschedule()
+            for chunk in chunks:  # cancelled: the node is closing
+                for ch in chunk.channels:
+                    ch.pass_turn()
 
-    @staticmethod
-    def _begin(ch: Channel) -> list[Ticket] | None:
-        if not ch.running:
-            return None
-        try:
-            return ch.begin_save()
-        except Exception as exc:
-            ch.periodic_save_failed(exc)
-            return None
+    def _begin(self, channels: list[Channel]) -> _Chunk:
+        """Snapshot `channels` and queue their batches with the writers."""
+        now = self._node.now()
+        chunk = _Chunk(channels, now)
+        begun = chunk.begun
+        queued: dict[Writer, tuple[list[list[Write]], list[int]]] = {}
+        for ch in channels:
+            if ch.claim is None or not ch.dirty:
+                continue  # stopped meanwhile, or nothing left to save
+            try:
+                batches = ch.take_snapshot(now)
+            except Exception as exc:
+                ch.periodic_save_failed(exc)
+                continue
+            owner = len(begun)
+            begun.append(ch)
+            for writer, batch in batches.items():
+                entry = queued.get(writer)
+                if entry is None:
+                    entry = queued[writer] = ([], [])
+                entry[0].append(batch)
+                entry[1].append(owner)
+        for writer, (writer_batches, owners) in queued.items():
+            group, first = writer.submit_many(writer_batches)
+            chunk.writes.append((group, first, owners))
+        return chunk
 
-    @staticmethod
-    def _end(ch: Channel, started: float, error: BaseException | None) -> None:
-        if not ch.running:
-            return  # it crashed meanwhile; nothing to count or retry
-        try:
-            ch.end_save(started, error)
-        except Exception as exc:
-            ch.periodic_save_failed(exc)
-        else:
-            ch.save_retry = None
+    def _conclude(self, chunk: _Chunk) -> None:
+        """Count the chunk's saves (or retry them later), and hand back every turn."""
+        now = self._node.now()
+        for ch, error in zip(chunk.begun, chunk.errors(), strict=True):
+            if not ch.running:
+                continue  # it crashed meanwhile; nothing to count or retry
+            try:
+                ch.end_save(chunk.started, error, now)
+            except Exception as exc:
+                ch.periodic_save_failed(exc)
+            else:
+                ch.save_retry = None
+        for ch in chunk.channels:
+            ch.pass_turn()
+            if ch.running:
+                ch.reschedule(now)

@@ -10,9 +10,10 @@ from ._abc import Store, Write
 from ._errors import StoreUnavailable, WesError
 
 Results = list[BaseException | None]
+Group = asyncio.Future[Results]
 
 
-def _consume(fut: asyncio.Future[Results]) -> None:
+def _consume(fut: Group) -> None:
     # A caller that was cancelled no longer awaits the future; retrieve the outcome so asyncio
     # does not log "exception was never retrieved" for an error that was already handled.
     if not fut.cancelled():
@@ -24,13 +25,15 @@ class Ticket:
 
     __slots__ = ("_group", "_index")
 
-    def __init__(self, group: asyncio.Future[Results], index: int) -> None:
+    def __init__(self, group: Group, index: int) -> None:
         self._group = group
         self._index = index
 
     async def result(self) -> None:
         """Wait for the write; raise the batch's error, if any."""
-        error = (await self._group)[self._index]
+        if not self._group.done():
+            await asyncio.wait((self._group,))  # not `await group`: see `Writer.submit_many`
+        error = self._group.result()[self._index]
         if error is not None:
             raise error
 
@@ -49,18 +52,30 @@ class Writer:
         self._store = store
         self._spawn = spawn
         self._batches: list[Sequence[Write]] = []
-        self._group: asyncio.Future[Results] | None = None
+        self._group: Group | None = None
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, batch: Sequence[Write]) -> Ticket:
         """Queue an atomic batch for the next write."""
-        if self._group is None:
-            self._group = asyncio.get_running_loop().create_future()
-            self._group.add_done_callback(_consume)
-        self._batches.append(batch)
+        group, index = self.submit_many((batch,))
+        return Ticket(group, index)
+
+    def submit_many(self, batches: Sequence[Sequence[Write]]) -> tuple[Group, int]:
+        """Queue several atomic batches for the next write; returns the future of that write's
+        results and the index of the first of these batches in them.
+
+        Await the future with `asyncio.wait`, not directly: it is shared, and a task awaiting
+        a future cancels it when the task is cancelled.
+        """
+        group = self._group
+        if group is None:
+            group = self._group = asyncio.get_running_loop().create_future()
+            group.add_done_callback(_consume)
+        first = len(self._batches)
+        self._batches.extend(batches)
         if self._task is None:
             self._task = self._spawn(self._run())
-        return Ticket(self._group, len(self._batches) - 1)
+        return group, first
 
     async def _run(self) -> None:
         try:
@@ -74,7 +89,7 @@ class Writer:
                 self._group.set_exception(StoreUnavailable("the node closed before the write"))
             self._batches, self._group = [], None
 
-    async def _write(self, batches: list[Sequence[Write]], group: asyncio.Future[Results]) -> None:
+    async def _write(self, batches: list[Sequence[Write]], group: Group) -> None:
         try:
             results = await self._store.write(batches)
         except asyncio.CancelledError:

@@ -1,9 +1,11 @@
 """`PostgresStore`: actor states in one PostgreSQL table, through psycopg 3 and a pool.
 
 A `write` call is one transaction however many channel batches it carries. Its fast path is a
-single statement upserting every row, fenced by a `WHERE` that skips rows whose stored token is
-newer; the statement's row count tells whether anything was skipped. Only then does the write
-roll back and redo the batches one savepoint each, to refuse exactly the stale ones.
+single statement, run on its own (so it is its own transaction: one round trip, commit
+included), upserting every row behind a `WHERE` that skips rows whose stored token is newer;
+the statement counts the rows it wrote and fails, undoing them all, if any was skipped. Only
+then are the batches redone in one transaction with a savepoint each, to refuse exactly the
+stale ones.
 """
 
 from __future__ import annotations
@@ -44,6 +46,21 @@ SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %b::bytea[])
 ON CONFLICT (key) DO UPDATE SET
     token = excluded.token, version = excluded.version, data = excluded.data
 WHERE excluded.token >= t.token
+"""
+# The fast path: the fenced upsert of every row, as one statement that fails when any row was
+# fenced. The failure is a text-to-int cast of a message, at run time (the value depends on
+# the rows written), whose SQLSTATE (22P02) and marker `_FENCED` tell it from other errors.
+_FENCED = "wes-fenced"
+_UPSERT_ALL = """
+WITH written AS (
+    INSERT INTO {table} AS t (key, token, version, data)
+    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %b::bytea[])
+    ON CONFLICT (key) DO UPDATE SET
+        token = excluded.token, version = excluded.version, data = excluded.data
+    WHERE excluded.token >= t.token
+    RETURNING 1
+)
+SELECT CASE WHEN count(*) = %s THEN 0 ELSE ('{fenced} ' || count(*))::int END FROM written
 """
 _UPSERT_ONE = """
 INSERT INTO {table} AS t (key, token, version, data) VALUES (%s, %s, %s, %b)
@@ -121,6 +138,8 @@ class PostgresStore(Store):
         name = _quote(table)
         self._create = _SCHEMA.format(table=name)
         self._upsert_many = _UPSERT_MANY.format(table=name)
+        self._upsert_all = _UPSERT_ALL.format(table=name, fenced=_FENCED)
+        self._cast_failed: type[Exception] = psycopg.errors.InvalidTextRepresentation
         self._upsert_one = _UPSERT_ONE.format(table=name)
         self._read = _READ.format(table=name)
         self._tokens = _TOKENS.format(table=name)
@@ -233,15 +252,9 @@ class PostgresStore(Store):
         self, conn: AsyncConnection[Any], batches: list[list[Write]]
     ) -> list[BaseException | None]:
         rows = [w for batch in batches for w in batch]
-        if len({w.key for w in rows}) == len(rows):
-            # One statement cannot upsert a key twice, so repeated keys skip the fast path.
-            try:
-                async with conn.transaction():
-                    if await self._upsert(conn, rows) == len(rows):
-                        return [None] * len(batches)
-                    raise _Shortfall
-            except _Shortfall:
-                pass
+        # One statement cannot upsert a key twice, so repeated keys skip the fast path.
+        if len({w.key for w in rows}) == len(rows) and await self._upsert_all_or_none(conn, rows):
+            return [None] * len(batches)
         async with conn.transaction():
             return [await self._write_batch(conn, batch) for batch in batches]
 
@@ -268,6 +281,25 @@ class PostgresStore(Store):
                 )
         # Only a batch repeating a key with a falling token gets here.
         return StaleToken(f"write of {len(batch)} keys refused by a newer fencing token")
+
+    async def _upsert_all_or_none(self, conn: AsyncConnection[Any], rows: list[Write]) -> bool:
+        """Upsert `rows` (distinct keys) in one statement outside any transaction block, so
+        in a transaction of its own; `False`, and nothing written, if any row was fenced."""
+        rows = sorted(rows, key=lambda w: w.key)  # overlapping writers lock in one order
+        params = (
+            [w.key for w in rows],
+            [w.token for w in rows],
+            [w.version for w in rows],
+            [w.data for w in rows],
+            len(rows),
+        )
+        try:
+            await conn.execute(self._upsert_all, params)
+        except self._cast_failed as exc:
+            if _FENCED not in str(exc):
+                raise
+            return False
+        return True
 
     async def _upsert(self, conn: AsyncConnection[Any], rows: list[Write]) -> int:
         """Upsert `rows` (in key order, so overlapping writers lock rows in the same order);

@@ -136,9 +136,15 @@ end
 return 0
 """
 
-# KEYS[1] index, KEYS[2..] the data keys of every batch in order; ARGV[1] number of batches,
-# ARGV[2] prefix length, then one size per batch, then token, version, data per key.
-# Returns one slot per batch: 0 written, or {position of the stale key, stored token}.
+# KEYS[1] index, KEYS[2..] the data keys of every batch in order. ARGV[1] prefix length; ARGV[2]
+# the batch sizes, decimals separated by spaces ("" when every batch holds one key); ARGV[3]
+# token, version and data length of every key, also decimals separated by spaces; ARGV[4] the
+# data of every key, concatenated. Packing the per-key values into three arguments spares the
+# client the cost of one protocol argument per value. Returns batch number, position of the
+# stale key in its batch (both from 1) and stored token for every refused batch: nothing when
+# every batch was written. Per key the script runs one HGET and one HSET; the key joins the
+# index only when HSET created its hash. An owner saves again and again with the token it
+# holds, so an equal stored token is accepted before the exact comparison.
 _WRITE = """
 local function greater(a, b)  -- a > b for canonical decimal integers, any size
     local neg_a, neg_b = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
@@ -151,30 +157,50 @@ local function greater(a, b)  -- a > b for canonical decimal integers, any size
     end
     return false
 end
-local batches, skip = tonumber(ARGV[1]), tonumber(ARGV[2])
-local k, a = 2, 3 + batches
-local out = {}
-for b = 1, batches do
-    local size = tonumber(ARGV[2 + b])
-    local stale = nil
-    for i = 0, size - 1 do
-        local stored = redis.call('HGET', KEYS[k + i], 't')
-        if stored and greater(stored, ARGV[a + 3 * i]) then
-            stale = {k + i - 1, stored}
-            break
+local call, sub, index, skip = redis.call, string.sub, KEYS[1], tonumber(ARGV[1]) + 1
+local sizes  -- iterator over the batch sizes
+if ARGV[2] == '' then
+    local left = #KEYS - 1
+    sizes = function()
+        if left > 0 then
+            left = left - 1
+            return 1
         end
     end
-    if stale then
-        out[b] = stale
-    else
-        for i = 0, size - 1 do
-            local key, at = KEYS[k + i], a + 3 * i
-            redis.call('HSET', key, 't', ARGV[at], 'v', ARGV[at + 1], 'd', ARGV[at + 2])
-            redis.call('ZADD', KEYS[1], 0, string.sub(key, skip + 1))
-        end
-        out[b] = 0
+else
+    local each = string.gmatch(ARGV[2], '%d+')
+    sizes = function()
+        local n = each()
+        return n and tonumber(n)
     end
-    k, a = k + size, a + 3 * size
+end
+local fields, blob, at = string.gmatch(ARGV[3], '([^ ]+) ([^ ]+) (%d+)'), ARGV[4], 1
+local tokens, versions, data, out = {}, {}, {}, {}
+local b, k = 0, 1  -- batch number; KEYS position before the batch's first key
+for n in sizes do
+    b = b + 1
+    local stale = false
+    for i = 1, n do
+        local token, version, length = fields()
+        local stop = at + tonumber(length)
+        tokens[i], versions[i], data[i], at = token, version, sub(blob, at, stop - 1), stop
+        if not stale then
+            local stored = call('HGET', KEYS[k + i], 't')
+            if stored and stored ~= token and greater(stored, token) then
+                out[#out + 1], out[#out + 2], out[#out + 3] = b, i, stored
+                stale = true
+            end
+        end
+    end
+    if not stale then
+        for i = 1, n do
+            local key = KEYS[k + i]
+            if call('HSET', key, 't', tokens[i], 'v', versions[i], 'd', data[i]) > 0 then
+                call('ZADD', index, 0, sub(key, skip))
+            end
+        end
+    end
+    k = k + n
 end
 return out
 """
@@ -397,8 +423,9 @@ class RedisStore(_RedisBackend, Store):
     """Actor states on a Redis server, shared by nodes on several hosts.
 
     Each `write` call is one Lua script: every batch is checked against the stored fencing
-    tokens and written whole or refused whole, all batches in one round trip. A read is one
-    snapshot; `scan` pages through a sorted index of the keys.
+    tokens and written whole or refused whole, all batches in one round trip, and only the
+    refusals travel back. A key joins the sorted index when its hash is first written; a read
+    is one snapshot; `scan` pages through the index.
 
     Durability is the server's configuration: with Redis's defaults (RDB snapshots) a crash of
     the Redis server itself loses the writes since the last snapshot, even acknowledged ones.
@@ -434,25 +461,29 @@ class RedisStore(_RedisBackend, Store):
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         if not batches:
             return []
+        # The per-key work is a few comprehensions: a save writes thousands of keys at once.
+        prefix = self._data_prefix
+        rows = [w for batch in batches for w in batch]
         keys = [self._index_key]
-        args: list[bytes | int] = [len(batches), len(self._data_prefix)]
-        args += (len(batch) for batch in batches)
-        flat: list[Write] = []
-        for batch in batches:
-            for w in batch:
-                keys.append(self._data_prefix + _utf8(w.key))
-                args += (int(w.token), int(w.version), w.data)
-                flat.append(w)
-        reply = await self._eval("write", keys, args)
-        return [None if slot == 0 else self._refusal(flat, slot) for slot in reply]
-
-    @staticmethod
-    def _refusal(flat: list[Write], slot: list[Any]) -> StaleToken:
-        w = flat[slot[0] - 1]
-        return StaleToken(
-            f"write of {w.key!r} with fencing token {w.token} refused: "
-            f"the store holds token {int(slot[1])}"
-        )
+        keys += [prefix + key.encode("utf-8", "surrogatepass") for key, _, _, _ in rows]
+        one_each = len(rows) == len(batches) and all(batches)
+        args = [
+            len(prefix),
+            "" if one_each else " ".join(map(str, map(len, batches))),
+            # %d writes any int as its decimal number, an int subclass such as an IntEnum too
+            " ".join(["%d %d %d" % (t, v, len(d)) for _, d, v, t in rows]),  # noqa: UP031
+            b"".join([d for _, d, _, _ in rows]),
+        ]
+        refused = await self._eval("write", keys, args)
+        out: list[BaseException | None] = [None] * len(batches)
+        for i in range(0, len(refused), 3):
+            b, at, stored = refused[i : i + 3]
+            w = batches[b - 1][at - 1]
+            out[b - 1] = StaleToken(
+                f"write of {w.key!r} with fencing token {w.token} refused: "
+                f"the store holds token {int(stored)}"
+            )
+        return out
 
     async def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
         # UTF-8 sorts like code points and never holds a 0xff byte, so the keys starting with
