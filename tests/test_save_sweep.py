@@ -215,3 +215,68 @@ async def test_cancelling_one_waiter_does_not_cancel_a_shared_write() -> None:
     assert await waiting is None
     assert set(await store.read(["k/1", "k/2"])) == {"k/1", "k/2"}
     await asyncio.gather(*tasks)
+
+
+class Holder(wes.Actor):
+    """A counter with a command that holds its channel's turn while it waits."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    @wes.command
+    def incr(self) -> None:
+        self.value += 1
+
+    @wes.command
+    async def hold(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.value += 10
+
+    @wes.command
+    def spoil(self) -> None:
+        self.bad = {1}  # a set: JSON cannot encode it
+
+
+async def test_a_channel_busy_when_its_save_is_due_is_saved_after_its_turn() -> None:
+    """A channel whose save falls due while a command holds its turn is not saved in the middle
+    of that command, and is saved soon after it, with the command's effect."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("holder", 1)))
+        await stored_soon(store, b'{"value":0}')
+        await node.command(("c", 1), "incr")
+        holding = asyncio.create_task(node.command(("c", 1), "hold", 0.1))
+        await asyncio.sleep(0.06)  # the save fell due 50 ms ago; the turn is still held
+        assert not holding.done()
+        assert (await store.read(["holder/1"]))["holder/1"].data == b'{"value":0}'
+        await holding
+        await stored_soon(store, b'{"value":11}')
+
+
+async def stored_soon(store: Store, data: bytes) -> None:
+    """Wait until the holder's stored state is `data`."""
+    for _ in range(100):
+        records = await store.read(["holder/1"])
+        if "holder/1" in records and records["holder/1"].data == data:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"holder/1 is not {data!r} after 1 s")
+
+
+async def test_a_state_that_cannot_be_encoded_is_retried_with_backoff() -> None:
+    """A periodic save that cannot encode a state is retried with growing delays, not at every
+    tick and not never."""
+    stats = wes.MemoryStats()
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("holder", 1)))
+        await node.command(("c", 1), "spoil")
+        await asyncio.sleep(0.5)  # due at 10 ms, then retries after 50, 100, 200 ms
+        errors = stats.counts().get(("save", "error"), 0)
+        assert 2 <= errors <= 6
+        assert node.live_channels == 1

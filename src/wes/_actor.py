@@ -156,7 +156,11 @@ class Actor:
 
     def to_state(self) -> dict[str, Any]:
         """The state to persist; by default the instance's public attributes."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        attrs = vars(self)
+        for name in attrs:  # a plain loop: every periodic save calls this, per actor
+            if name.startswith("_"):
+                return {k: v for k, v in attrs.items() if not k.startswith("_")}
+        return attrs.copy()
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:

@@ -1,9 +1,9 @@
 """Channels: passive serial executors holding the states of their actors.
 
 A channel owns no task. A caller that finds the channel free runs the handlers itself (the
-event loop already serializes them); a caller that finds it busy queues for its turn. Timers,
-idle timeouts and periodic saves come from the node's shared wheel; lease renewals from the
-node's renewal sweep.
+event loop already serializes them); a caller that finds it busy queues for its turn. Timers
+and idle timeouts come from the node's shared wheel; periodic saves from the node's save
+sweep; lease renewals from the node's renewal sweep.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextvars
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._abc import Claim, Ident, Registry, Store, Write
@@ -39,6 +40,8 @@ _holding: contextvars.ContextVar[tuple[Channel, ...]] = contextvars.ContextVar(
 )
 
 _NEVER = float("inf")
+# `Write(...)` runs the named tuple's Python-level __new__; saves build one per actor state.
+_write: Callable[[tuple[str, bytes, int, int]], Write] = partial(tuple.__new__, Write)
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
 
 
@@ -64,6 +67,7 @@ class ActorConf:
     store: Store
     registry: Registry
     own_key: bool
+    writer: Writer  # the node's writer for `store`
 
     def key(self, name: str | int) -> str:
         return self.cls.key(name) if self.own_key else f"{self.name}/{name}"
@@ -111,7 +115,6 @@ class Channel:
         "lease_until",
         "pending",
         "renewing",
-        "save_due",
         "save_retry",
         "timers",
         "waiters",
@@ -130,7 +133,6 @@ class Channel:
         self.pending: Pending | None = None
         self.timers: dict[tuple[Actor, str], Timer] | None = None
         self.last_active = now
-        self.save_due: float | None = None
         self.save_retry: float | None = None  # the last backoff delay after a failed save
         self.lease_until = now + conf.lease
         self.renewing = False
@@ -325,10 +327,8 @@ class Channel:
             conf = self.conf
             interval = conf.save_interval
             if interval is not None and not conf.durable:
-                if now is None:
-                    now = conf.node.now()
-                self.save_due = now + interval
-                conf.node.wheel.schedule(self, self.save_due, now)
+                node = conf.node
+                node.sweep.schedule(self, (node.now() if now is None else now) + interval)
 
     def snapshot(self) -> dict[Writer, list[Write]]:
         """Encode every dirty actor that should be saved, grouped by store; clears no flag."""
@@ -347,11 +347,10 @@ class Channel:
                 raise StateNotEncodable(
                     f"cannot encode the state of actor {ident!r}: {exc}"
                 ) from exc
-            write = Write(conf.key(ident[1]), data, conf.cls.version, actor._wes_claim.token)
-            writer = node.writer(conf.store)
-            batch = batches.get(writer)
+            write = _write((conf.key(ident[1]), data, conf.cls.version, actor._wes_claim.token))
+            batch = batches.get(conf.writer)
             if batch is None:
-                batches[writer] = [write]
+                batches[conf.writer] = [write]
             else:
                 batch.append(write)
         return batches
@@ -366,7 +365,6 @@ class Channel:
         for actor in self.actors:
             actor._wes_dirty = False
         self.dirty = False
-        self.save_due = None
         return batches
 
     async def save(self) -> None:
@@ -439,8 +437,7 @@ class Channel:
             return
         low, high = RETRY_BACKOFF
         self.save_retry = min(high, (self.save_retry or low / 2) * 2)
-        self.save_due = self.node.now() + self.save_retry
-        self.node.wheel.schedule(self, self.save_due)
+        self.node.sweep.schedule(self, self.node.now() + self.save_retry)
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -516,11 +513,6 @@ class Channel:
         work = self.due_work(now)
         if work is None:
             self.reschedule()
-        elif work == "save":
-            # Periodic saves of every channel due in this tick go out together, without a
-            # task each: the node's save sweep holds their turns until their writes end.
-            self.busy = True
-            self.node.sweep.add(self)
         else:
             self.busy = True
             self.node.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
@@ -532,8 +524,6 @@ class Channel:
         idle = self.conf.idle_timeout
         if idle is not None and now >= self.last_active + idle:
             return "idle"
-        if self.save_due is not None and now >= self.save_due:
-            return "save"
         return None
 
     async def _run_due(self, work: Callable[[], Any]) -> None:
@@ -619,8 +609,6 @@ class Channel:
         deadline = _NEVER
         if conf.idle_timeout is not None:
             deadline = self.last_active + conf.idle_timeout
-        if self.save_due is not None and self.save_due < deadline:
-            deadline = self.save_due
         timers = self.timers
         if timers:
             if len(timers) == 1:

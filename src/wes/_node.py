@@ -125,8 +125,9 @@ class Node:
             raise InvalidConfig(f"actor type must be a non-empty str, not {type!r}")
         if not (isinstance(cls, _type) and issubclass(cls, Actor)):
             raise InvalidConfig(f"actor type {type!r}: {cls!r} is not a wes.Actor subclass")
+        store = store or self.store
         self._actor_types[type] = ActorConf(
-            type, cls, store or self.store, registry or self.registry, has_own_key(cls)
+            type, cls, store, registry or self.registry, has_own_key(cls), self.writer(store)
         )
 
     def channel_type(

@@ -1,9 +1,14 @@
 """The periodic saves of many channels, done together.
 
-When the wheel finds many channels due for a periodic save in one tick, a task, a gather and
-a future per channel would cost more than the save itself. The sweep instead snapshots them
-in chunks, hands each chunk's batches to the writers (which group them into one commit per
-store), and concludes a chunk in one pass when its writes end.
+A channel that becomes dirty joins the save bucket of its deadline (one per millisecond,
+woken by the node's wheel): a list append, with no wheel entry of its own, so its wheel entry
+for idle timeouts and timers stays as it was. When a bucket is due, its channels that are free
+go to the sweep; busy ones join a bucket a little later.
+
+A task, a gather and a future per channel would cost more than the save itself. The sweep
+instead snapshots the due channels in chunks, hands each chunk's batches to the writers
+(which group them into one commit per store), and concludes a chunk in one pass when its
+writes end.
 
 Between two chunks the sweep yields to the loop, for two reasons: a writer can send the first
 chunk while the next one is being encoded (the store works on its own thread or server, the
@@ -14,6 +19,7 @@ held up for the whole sweep: 20,000 channels due at once are ~100 ms of encoding
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +33,27 @@ CHUNK = 256
 """Channels snapshotted between two yields to the loop: the first chunk is small, so that
 the first write starts at once, and later ones double up to `CHUNK` (about a millisecond of
 work)."""
+RESOLUTION = 0.001  # seconds per save bucket
+BUSY_DELAY = 0.002  # a channel busy when its bucket is due tries again this much later
+
+
+class _Bucket:
+    """The channels whose periodic save is due at `when`; sleeps in the node's wheel."""
+
+    __slots__ = ("channels", "slot", "sweep", "wake_slot", "when")
+
+    def __init__(self, sweep: SaveSweep, slot: int) -> None:
+        self.sweep = sweep
+        self.slot = slot
+        self.when = slot * RESOLUTION
+        self.channels: list[Channel] = []
+        self.wake_slot: list[object] | None = None
+
+    def wake(self, now: float) -> None:
+        if now < self.when - RESOLUTION / 2:  # a coarse wheel slot fired early: ask again
+            self.sweep._node.wheel.schedule(self, self.when, now)
+        else:
+            self.sweep._due_now(self, now)
 
 
 class _Chunk:
@@ -76,7 +103,28 @@ class SaveSweep:
 
     def __init__(self, node: Node) -> None:
         self._node = node
+        self._buckets: dict[int, _Bucket] = {}
         self._due: list[Channel] = []
+
+    def schedule(self, ch: Channel, when: float) -> None:
+        """Save `ch` at loop time `when` (to the next millisecond), if it is dirty then."""
+        slot = math.ceil(when / RESOLUTION)
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            bucket = self._buckets[slot] = _Bucket(self, slot)
+            self._node.wheel.schedule(bucket, bucket.when)
+        bucket.channels.append(ch)
+
+    def _due_now(self, bucket: _Bucket, now: float) -> None:
+        del self._buckets[bucket.slot]
+        for ch in bucket.channels:
+            if ch.claim is None or not ch.dirty:
+                continue  # stopped, or saved meanwhile (by a stop, say)
+            if ch.busy:
+                self.schedule(ch, now + BUSY_DELAY)
+            else:
+                ch.busy = True  # the sweep hands the turn back when the write ends
+                self.add(ch)
 
     def add(self, ch: Channel) -> None:
         """Save `ch` soon; the caller took its turn, which the sweep hands back."""
@@ -122,8 +170,10 @@ class SaveSweep:
                 continue  # stopped meanwhile, or nothing left to save
             try:
                 batches = ch.take_snapshot(now)
-            except Exception as exc:
+            except Exception as exc:  # lease lost, or a state that cannot be encoded
                 ch.periodic_save_failed(exc)
+                if ch.running:
+                    ch.retry_save_later()
                 continue
             owner = len(begun)
             begun.append(ch)
@@ -151,6 +201,4 @@ class SaveSweep:
             else:
                 ch.save_retry = None
         for ch in chunk.channels:
-            ch.pass_turn()
-            if ch.running:
-                ch.reschedule(now)
+            ch.pass_turn()  # the wheel entry (idle timeout, timers) is where it was

@@ -2,10 +2,9 @@
 
 A `write` call is one transaction however many channel batches it carries. Its fast path is a
 single statement, run on its own (so it is its own transaction: one round trip, commit
-included), upserting every row behind a `WHERE` that skips rows whose stored token is newer;
-the statement counts the rows it wrote and fails, undoing them all, if any was skipped. Only
-then are the batches redone in one transaction with a savepoint each, to refuse exactly the
-stale ones.
+included), upserting every row; it fails, undoing them all, at the first row whose stored
+token is newer. Only then are the batches redone in one transaction with a savepoint each, to
+refuse exactly the stale ones.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._abc import Record, Store, Write
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 T = TypeVar("T")
+_by_key = itemgetter(0)  # a Write's key
 
 _SCAN_PAGE = 500  # rows per scan query: bounds memory with large values, few round trips
 _RETRIES = 2  # reruns of an operation after a dropped connection or a deadlock
@@ -47,20 +48,18 @@ ON CONFLICT (key) DO UPDATE SET
     token = excluded.token, version = excluded.version, data = excluded.data
 WHERE excluded.token >= t.token
 """
-# The fast path: the fenced upsert of every row, as one statement that fails when any row was
-# fenced. The failure is a text-to-int cast of a message, at run time (the value depends on
-# the rows written), whose SQLSTATE (22P02) and marker `_FENCED` tell it from other errors.
+# The fast path: one statement upserting every row, which fails, undoing every row, when a
+# row's stored token is newer. The failure is a text-to-bigint cast of a message, evaluated
+# only for such a row (in the CASE's ELSE); its SQLSTATE (22P02) and the marker `_FENCED`
+# tell it from other errors.
 _FENCED = "wes-fenced"
 _UPSERT_ALL = """
-WITH written AS (
-    INSERT INTO {table} AS t (key, token, version, data)
-    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %b::bytea[])
-    ON CONFLICT (key) DO UPDATE SET
-        token = excluded.token, version = excluded.version, data = excluded.data
-    WHERE excluded.token >= t.token
-    RETURNING 1
-)
-SELECT CASE WHEN count(*) = %s THEN 0 ELSE ('{fenced} ' || count(*))::int END FROM written
+INSERT INTO {table} AS t (key, token, version, data)
+SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %b::bytea[])
+ON CONFLICT (key) DO UPDATE SET
+    token = CASE WHEN excluded.token >= t.token THEN excluded.token
+        ELSE ('{fenced} ' || t.token)::bigint END,
+    version = excluded.version, data = excluded.data
 """
 _UPSERT_ONE = """
 INSERT INTO {table} AS t (key, token, version, data) VALUES (%s, %s, %s, %b)
@@ -285,16 +284,10 @@ class PostgresStore(Store):
     async def _upsert_all_or_none(self, conn: AsyncConnection[Any], rows: list[Write]) -> bool:
         """Upsert `rows` (distinct keys) in one statement outside any transaction block, so
         in a transaction of its own; `False`, and nothing written, if any row was fenced."""
-        rows = sorted(rows, key=lambda w: w.key)  # overlapping writers lock in one order
-        params = (
-            [w.key for w in rows],
-            [w.token for w in rows],
-            [w.version for w in rows],
-            [w.data for w in rows],
-            len(rows),
-        )
+        rows = sorted(rows, key=_by_key)  # overlapping writers lock rows in one order
+        keys, data, versions, tokens = map(list, zip(*rows, strict=True))
         try:
-            await conn.execute(self._upsert_all, params)
+            await conn.execute(self._upsert_all, (keys, tokens, versions, data))
         except self._cast_failed as exc:
             if _FENCED not in str(exc):
                 raise
@@ -311,7 +304,7 @@ class PostgresStore(Store):
                 cur = await conn.execute(self._upsert_one, (w.key, w.token, w.version, w.data))
                 count += max(cur.rowcount, 0)
             return count
-        rows = sorted(rows, key=lambda w: w.key)
+        rows = sorted(rows, key=_by_key)
         cur = await conn.execute(
             self._upsert_many,
             (
