@@ -11,9 +11,10 @@ rounds - time of the same commands on a node that does not save), as the SQLite
 `periodic_saves` row. Baseline = the raw driver writing as many rows in batches of exactly the
 sizes the store's `write` calls had in that repetition, one call at a time (the node has one
 write in flight per store too), every row getting a new value, rows prepared before timing:
-- PostgreSQL: psycopg `AsyncConnection`, one transaction per batch holding the plain upsert
-  `INSERT ... SELECT FROM unnest(...) ON CONFLICT (key) DO UPDATE` (the store's statement
-  without its token fence) into a table of the store's shape;
+- PostgreSQL: psycopg `AsyncConnection` in autocommit, per batch one statement (so one
+  transaction, one round trip), the plain upsert
+  `INSERT ... SELECT FROM unnest(...) ON CONFLICT (key) DO UPDATE` with every array in binary
+  (the store's statement without its token fence) into a table of the store's shape;
 - Redis: redis-py asyncio, one `EVALSHA` per batch of a Lua script doing one `HSET key t v d`
   per row (the store's script also checks each stored token and maintains the key index).
 
@@ -108,7 +109,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 PG_UPSERT_MANY = """
 INSERT INTO {table} AS t (key, token, version, data)
-SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %b::bytea[])
+SELECT * FROM unnest(%b::text[], %b::bigint[], %b::integer[], %b::bytea[])
 ON CONFLICT (key) DO UPDATE SET
     token = excluded.token, version = excluded.version, data = excluded.data
 """
@@ -147,8 +148,7 @@ class PostgresRaw:
         gc.collect()
         start = time.perf_counter()
         for params in columns:
-            async with conn.transaction():
-                await conn.execute(upsert, params)
+            await conn.execute(upsert, params)  # autocommit: one statement, one transaction
         return time.perf_counter() - start
 
     async def single_writes(self, clients: int) -> Loop:
@@ -245,8 +245,8 @@ class Backend(Protocol):
 class Postgres:
     name = "postgres"
     saves_baseline = (
-        "one psycopg AsyncConnection, per batch one transaction of one plain"
-        " INSERT ... SELECT FROM unnest(...) ON CONFLICT (key) DO UPDATE (no token fence)"
+        "one psycopg AsyncConnection in autocommit, per batch one plain INSERT ... SELECT FROM"
+        " unnest(...) ON CONFLICT (key) DO UPDATE with binary arrays (no token fence)"
     )
     durable_baseline = (
         f"{CLIENTS} concurrent clients, each on its own psycopg AsyncConnection (autocommit)"

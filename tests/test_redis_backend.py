@@ -571,3 +571,35 @@ async def test_node_runs_on_redis_store_and_registry(
         await second.create_channel(("session", "s"), [wes.load(("counter", "c"))])
         await second.command(("session", "s"), "incr", 2)
         assert await second.read(("counter", "c"), "value_of") == 7
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "ab" * 20, 3, b"k1", b"k\x00\xff", "k\u00e9", 7, "", "1 2 3", b""),
+        ("GET", b"x" * 100_000),  # one argument beyond redis-py's buffer cutoff
+        ("SET", "k", -5),
+        ("SCRIPT LOAD", "return 1"),  # a command name with a space: split by redis-py
+        ("SET", "k", 1.5),  # a float: left to redis-py
+        ("SET", "k", memoryview(b"abc")),  # a memoryview: left to redis-py
+        (b"GET", "k"),
+    ],
+)
+def test_fast_packing_sends_the_bytes_redis_py_would(args: tuple[Any, ...]) -> None:
+    """The store's connections put on the wire exactly what redis-py's own packing would."""
+    from redis.asyncio.connection import Connection
+
+    from wes._backends.redis import _with_fast_packing
+
+    fast = _with_fast_packing(Connection)()
+    plain = Connection()
+    assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args))
+
+
+async def test_store_connections_use_fast_packing(redis_url: str, prefix: str) -> None:
+    """A store's client packs commands with the faster packer, and its writes round-trip."""
+    async with wes.RedisStore(redis_url, prefix=prefix) as store:
+        assert await store.write([[w("k", b"v", 1)]]) == [None]
+        client = store._client()
+        assert client.connection_pool.connection_class.__name__.startswith("FastPacking")
+        assert (await store.read(["k"]))["k"] == Record(b"v", 1, 1)

@@ -174,6 +174,21 @@ async def test_stale_batch_refused_while_others_in_same_call_succeed(store: Stor
         assert got["x"].token == 9
 
 
+async def test_large_call_refuses_only_its_stale_batch(store: Store) -> None:
+    """A call of thousands of one-key batches, as a save sweep makes, with one stale batch in
+    the middle: that batch alone is refused, every other one is written with its own data."""
+    n = 2 * 1024 + 3  # more rows than one statement of the SQLite store takes, not a power of 2
+    async with store:
+        await write_ok(store, [w("s/1000", b"newer", 50)])
+        batches = [[w(f"s/{i}", b"%d" % i, 10)] for i in range(n)]
+        result = await store.write(batches)
+        assert [i for i, r in enumerate(result) if r is not None] == [1000]
+        assert isinstance(result[1000], wes.StaleToken)
+        got = await store.read([f"s/{i}" for i in range(n)])
+        assert got.pop("s/1000") == Record(b"newer", 1, 50)
+        assert got == {f"s/{i}": Record(b"%d" % i, 1, 10) for i in range(n) if i != 1000}
+
+
 async def test_stale_token_error_is_a_wes_error(store: Store) -> None:
     """The refusal is a `wes.StaleToken`, a `WesError`, returned rather than raised."""
     async with store:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._writer import Group, Writer
 
 FIRST_CHUNK = 16
-CHUNK = 256
+CHUNK = 128
 """Channels snapshotted between two yields to the loop: the first chunk is small, so that
 the first write starts at once, and later ones double up to `CHUNK` (about a millisecond of
 work)."""
@@ -146,7 +146,12 @@ class SaveSweep:
             start, size = 0, FIRST_CHUNK
             while start < len(channels):
                 if chunks:
-                    await asyncio.sleep(0)  # the writers send; other channels get a turn
+                    # The writers send and receive, other channels get a turn. Each I/O step
+                    # of a writer (send, read the reply, return the connection) takes a loop
+                    # iteration, and in each the sweep's next chunk would run first: a few
+                    # iterations per chunk keep the writes from waiting on the encoding.
+                    for _ in range(3):
+                        await asyncio.sleep(0)
                     while chunks and chunks[0].done():
                         self._conclude(chunks.pop(0))
                 chunks.append(self._begin(channels[start : start + size]))

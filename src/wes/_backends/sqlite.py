@@ -6,9 +6,11 @@ All SQLite work happens on one dedicated thread, so the event loop never blocks 
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from itertools import chain
 from typing import Literal
 
 from .._abc import Record, Store, Write
@@ -23,13 +25,15 @@ CREATE TABLE IF NOT EXISTS wes_state (
     data BLOB NOT NULL
 ) WITHOUT ROWID
 """
-# The WHERE makes a write with an older token change nothing, which the row count reveals.
-_UPSERT = """
-INSERT INTO wes_state (key, token, version, data) VALUES (?, ?, ?, ?)
+# Many rows per statement, in the field order of `Write`. The WHERE makes a row with an older
+# token change nothing, which the row count reveals.
+_UPSERT_HEAD = "INSERT INTO wes_state (key, data, version, token) VALUES "
+_UPSERT_TAIL = """
 ON CONFLICT (key) DO UPDATE SET
     token = excluded.token, version = excluded.version, data = excluded.data
 WHERE excluded.token >= wes_state.token
 """
+_ROWS_PER_STATEMENT = 1024  # a power of two; 4 parameters a row, far below SQLite's limit
 _READ_CHUNK = 500  # keys per SELECT, well under SQLite's bound-parameter limit
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -37,6 +41,29 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 def _create_table(conn: sqlite3.Connection) -> None:
     conn.execute(_SCHEMA)
+
+
+@functools.cache
+def _upsert_sql(rows: int) -> str:
+    return _UPSERT_HEAD + ",".join(["(?,?,?,?)"] * rows) + _UPSERT_TAIL
+
+
+def _upsert(conn: sqlite3.Connection, rows: Sequence[Write]) -> int:
+    """Upsert `rows` in order; returns how many were written.
+
+    A few statements of many rows each, not one per row: `sqlite3` lets go of the GIL around
+    every statement step, and while the event loop is busy (encoding a save sweep, say) each
+    time it takes the GIL back can cost this thread a switch interval (5 ms). Statement sizes
+    are powers of two, so that few distinct statements are prepared (and cached).
+    """
+    written = 0
+    start = 0
+    while start < len(rows):
+        size = min(_ROWS_PER_STATEMENT, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        written += conn.execute(_upsert_sql(size), list(chain.from_iterable(chunk))).rowcount
+        start += size
+    return written
 
 
 class SqliteStore(Store):
@@ -101,12 +128,12 @@ class SqliteStore(Store):
 
     def _write_sync(self, batches: list[list[Write]]) -> list[BaseException | None]:
         conn = self._file.connection()
-        rows = [(w.key, w.token, w.version, w.data) for batch in batches for w in batch]
+        rows = [w for batch in batches for w in batch]
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Refusals are rare: try everything at once, and only on a short row count redo
             # the batches one savepoint each to find which to refuse.
-            if conn.executemany(_UPSERT, rows).rowcount == len(rows):
+            if _upsert(conn, rows) == len(rows):
                 conn.execute("COMMIT")
                 return [None] * len(batches)
             conn.execute("ROLLBACK")
@@ -121,8 +148,7 @@ class SqliteStore(Store):
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[Write]) -> BaseException | None:
         conn.execute("SAVEPOINT batch")
-        rows = [(w.key, w.token, w.version, w.data) for w in batch]
-        if conn.executemany(_UPSERT, rows).rowcount == len(rows):
+        if _upsert(conn, batch) == len(batch):
             conn.execute("RELEASE batch")
             return None
         conn.execute("ROLLBACK TO batch")
