@@ -250,6 +250,11 @@ class Node:
         assert self._wheel is not None
         return self._wheel
 
+    @property
+    def counts_events(self) -> bool:
+        """Whether `event` reaches a stats sink (not `NullStats`)."""
+        return self._stats_on
+
     def now(self) -> float:
         assert self._loop is not None
         return self._loop.time()

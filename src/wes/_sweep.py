@@ -90,6 +90,8 @@ class _Chunk:
                         errors[owner] = failed
                 continue
             results = group.result()
+            if not any(results[first : first + len(owners)]):
+                continue  # the usual case: every batch written
             for i, owner in enumerate(owners, first):
                 error = results[i]
                 if error is not None and errors[owner] is None:
@@ -195,10 +197,15 @@ class SaveSweep:
 
     def _conclude(self, chunk: _Chunk) -> None:
         """Count the chunk's saves (or retry them later), and hand back every turn."""
-        now = self._node.now()
+        node = self._node
+        now = node.now()
+        counted = node.counts_events
         for ch, error in zip(chunk.begun, chunk.errors(), strict=True):
-            if not ch.running:
+            if ch.claim is None:
                 continue  # it crashed meanwhile; nothing to count or retry
+            if error is None and now < ch.lease_until and not counted:
+                ch.save_retry = None  # the usual case, without a call per channel
+                continue
             try:
                 ch.end_save(chunk.started, error, now)
             except Exception as exc:
@@ -206,4 +213,8 @@ class SaveSweep:
             else:
                 ch.save_retry = None
         for ch in chunk.channels:
-            ch.pass_turn()  # the wheel entry (idle timeout, timers) is where it was
+            # Hand back the turn; the wheel entry (idle timeout, timers) is where it was.
+            if ch.waiters is None:
+                ch.busy = False
+            else:
+                ch.pass_turn()
