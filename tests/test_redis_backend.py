@@ -603,3 +603,22 @@ async def test_store_connections_use_fast_packing(redis_url: str, prefix: str) -
         client = store._client()
         assert client.connection_pool.connection_class.__name__.startswith("FastPacking")
         assert (await store.read(["k"]))["k"] == Record(b"v", 1, 1)
+
+
+async def test_a_write_larger_than_one_call_is_split_and_stays_exact(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose states exceed what one script call carries goes out in several calls;
+    every batch is still written whole or refused whole, each with its own result."""
+    monkeypatch.setattr("wes._backends.redis._CALL_BYTES", 100)
+    async with wes.RedisStore(redis_url, prefix=prefix) as store:
+        assert await store.write([[w("k/7", b"newer", 50)]]) == [None]
+        batches = [[w(f"k/{i}", b"%030d" % i, 10), w(f"j/{i}", b"j", 10)] for i in range(20)]
+        result = await store.write(batches)
+        assert [i for i, r in enumerate(result) if r is not None] == [7]
+        assert isinstance(result[7], wes.StaleToken)
+        got = await store.read([f"{k}/{i}" for i in range(20) for k in "kj"])
+        assert got.pop("k/7") == Record(b"newer", 1, 50)
+        expected = {f"k/{i}": Record(b"%030d" % i, 1, 10) for i in range(20) if i != 7}
+        expected |= {f"j/{i}": Record(b"j", 1, 10) for i in range(20) if i != 7}
+        assert got == expected

@@ -228,6 +228,7 @@ return out
 """
 
 _SCAN_PAGE = 256  # keys per scan round trip
+_CALL_BYTES = 64 << 20  # state bytes beyond which a write is split into several script calls
 
 
 def _utf8(text: str) -> bytes:
@@ -496,12 +497,17 @@ class RedisStore(_RedisBackend, Store):
         keys = [self._index_key]
         keys += [prefix + key.encode("utf-8", "surrogatepass") for key, _, _, _ in rows]
         one_each = len(rows) == len(batches) and all(batches)
+        blob = b"".join([d for _, d, _, _ in rows])
+        if len(blob) > _CALL_BYTES and len(batches) > 1:
+            # Redis takes at most 512 MB in one argument: split the call (a batch stays whole).
+            half = len(batches) // 2
+            return [*await self.write(batches[:half]), *await self.write(batches[half:])]
         args = [
             len(prefix),
             "" if one_each else " ".join(map(str, map(len, batches))),
             # %d writes any int as its decimal number, an int subclass such as an IntEnum too
             " ".join(["%d %d %d" % (t, v, len(d)) for _, d, v, t in rows]),  # noqa: UP031
-            b"".join([d for _, d, _, _ in rows]),
+            blob,
         ]
         refused = await self._eval("write", keys, args)
         out: list[BaseException | None] = [None] * len(batches)
