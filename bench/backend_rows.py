@@ -36,15 +36,15 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors import Counter
 from common import Loop, Row, Settings, calibrate, paired_rates, profiled
+from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
-from wes.abc import Record, Store, Write
+from wes.abc import Store, Write
 
 if TYPE_CHECKING:  # the drivers are imported on use: without one, only its rows fail
     from psycopg import AsyncConnection
@@ -99,14 +99,8 @@ class Raw(Protocol):
     async def aclose(self) -> None: ...
 
 
-PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
-    key text COLLATE "C" PRIMARY KEY,
-    token bigint NOT NULL,
-    version integer NOT NULL,
-    data bytea NOT NULL
-)
-"""
+# The store's own table definition, so that the raw driver writes a table of the same shape.
+PG_SCHEMA: str = importlib.import_module("wes._backends.postgres")._SCHEMA
 PG_UPSERT_MANY = """
 INSERT INTO {table} AS t (key, token, version, data)
 SELECT * FROM unnest(%b::text[], %b::bigint[], %b::integer[], %b::bytea[])
@@ -290,66 +284,6 @@ BACKENDS: list[Backend] = [Postgres(), RedisBackend()]
 
 
 # -- wes ------------------------------------------------------------------------------------
-
-
-class RecordingStore(Store):
-    """Wraps a store; tracks the keys still waiting for a write, and each write call's size."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.pending: set[str] = set()
-        self.sizes: list[int] = []
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        results = await self.inner.write(batches)
-        written = 0
-        pending = self.pending
-        for batch, result in zip(batches, results, strict=True):
-            if result is None:
-                written += len(batch)
-                for w in batch:
-                    pending.discard(w.key)
-        if written:
-            self.sizes.append(written)
-        return results
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def wait_for(predicate: Callable[[], bool], limit: float) -> None:
-    deadline = time.perf_counter() + limit
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.0005)
-
-
-def counter_node(store: Store, kind: str, **conf: Any) -> wes.Node:
-    node = wes.Node(store=store, registry=wes.MemoryRegistry())
-    node.actor_type("counter", Counter)
-    node.channel_type(kind, **conf)
-    return node
-
-
-async def start_counters(node: wes.Node, kind: str, n: int) -> list[tuple[str, int]]:
-    channels: list[tuple[str, int]] = []
-    for i in range(n):
-        await node.create_channel((kind, i), wes.create(("counter", i)))
-        channels.append((kind, i))
-    return channels
-
-
-async def dirty_all(node: wes.Node, channels: list[tuple[str, int]]) -> None:
-    command = node.command
-    for channel in channels:
-        await command(channel, "incr", 1)
 
 
 async def periodic_saves(backend: Backend, url: str, settings: Settings) -> Row:

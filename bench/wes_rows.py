@@ -19,16 +19,16 @@ import tempfile
 import time
 import tracemalloc
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
+from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
-from wes.abc import Record, Store, Write
 
 Want = Callable[[str], bool]
 CLIENTS = 100
@@ -42,15 +42,6 @@ def memory_node(stats: wes.MemoryStats | None = None) -> wes.Node:
     node.actor_type("counter", Counter)
     node.channel_type("bench")
     return node
-
-
-async def start_counters(node: wes.Node, kind: str, n: int) -> list[tuple[str, int]]:
-    """Start `n` channels of type `kind`, channel i holding the counter actor i."""
-    channels: list[tuple[str, int]] = []
-    for i in range(n):
-        await node.create_channel((kind, i), wes.create(("counter", i)))
-        channels.append((kind, i))
-    return channels
 
 
 def client_sequences(items: Sequence[tuple[str, int]], clients: int) -> list[list[tuple[str, int]]]:
@@ -211,42 +202,6 @@ async def million_channels(settings: Settings, want: Want) -> list[Row]:
 # -- persistence ----------------------------------------------------------------------------
 
 
-class CountingStore(Store):
-    """Wraps a store; counts rows written and tracks which keys are still waiting for a write."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.rows = 0
-        self.pending: set[str] = set()
-
-    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self.inner.read(keys)
-
-    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        results = await self.inner.write(batches)
-        pending = self.pending
-        for batch, result in zip(batches, results, strict=True):
-            if result is None:
-                self.rows += len(batch)
-                for w in batch:
-                    pending.discard(w.key)
-        return results
-
-    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
-        return self.inner.scan(prefix)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def wait_for(predicate: Callable[[], bool], limit: float) -> None:
-    deadline = time.perf_counter() + limit
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.0005)
-
-
 async def periodic_saves(settings: Settings, want: Want) -> list[Row]:
     """periodic_saves: actor states persisted per second by periodic saves, SqliteStore.
 
@@ -285,34 +240,24 @@ async def periodic_saves(settings: Settings, want: Want) -> list[Row]:
     ]
 
 
-async def _dirty_all(node: wes.Node, channels: list[tuple[str, int]]) -> None:
-    command = node.command
-    for channel in channels:
-        await command(channel, "incr", 1)
-
-
 async def _command_only(n: int, rounds: int) -> float:
     """Seconds `rounds` passes of one command to each of `n` channels take, without saves."""
-    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
-    node.actor_type("counter", Counter)
-    node.channel_type("unsaved", save_interval=None)
+    node = counter_node(wes.MemoryStore(), "unsaved", save_interval=None)
     async with node:
         channels = await start_counters(node, "unsaved", n)
-        await _dirty_all(node, channels)  # warm-up
+        await dirty_all(node, channels)  # warm-up
         gc.collect()
         start = time.perf_counter()
         for _ in range(rounds):
-            await _dirty_all(node, channels)
+            await dirty_all(node, channels)
         return time.perf_counter() - start
 
 
 async def _periodic_once(path: Path, n: int, rounds: int, settings: Settings) -> tuple[float, str]:
     """States saved per second, and a note; see `periodic_saves`."""
     commands_only = await _command_only(n, rounds)
-    store = CountingStore(wes.SqliteStore(str(path)))
-    node = wes.Node(store=store, registry=wes.MemoryRegistry())
-    node.actor_type("counter", Counter)
-    node.channel_type("saved", save_interval=0.005)
+    store = RecordingStore(wes.SqliteStore(str(path)))
+    node = counter_node(store, "saved", save_interval=0.005)
     keys = {f"counter/{i}" for i in range(n)}
     store.pending = set(keys)
     async with node:
@@ -321,7 +266,7 @@ async def _periodic_once(path: Path, n: int, rounds: int, settings: Settings) ->
 
         async def one_round() -> None:
             store.pending = set(keys)
-            await _dirty_all(node, channels)
+            await dirty_all(node, channels)
             await wait_for(lambda: not store.pending, 120)
 
         await one_round()  # warm-up
@@ -349,9 +294,7 @@ async def durable_commands(settings: Settings, want: Want) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="wes-bench-") as tmp:
         raw = PerRowCommits(Path(tmp) / "raw.db", CLIENTS)
         path = str(Path(tmp) / "wes.db")
-        node = wes.Node(store=wes.SqliteStore(path), registry=wes.MemoryRegistry())
-        node.actor_type("counter", Counter)
-        node.channel_type("durable", durability="command")
+        node = counter_node(wes.SqliteStore(path), "durable", durability="command")
         acked = 0
         try:
             async with node:

@@ -1,0 +1,80 @@
+"""Pieces the save benchmarks share (SQLite in wes_rows.py, PostgreSQL and Redis in
+backend_rows.py): counter nodes, one command to every channel, and a store wrapper that
+tells when every new state has been written."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from actors import Counter
+
+import wes
+from wes.abc import Record, Store, Write
+
+
+class RecordingStore(Store):
+    """Wraps a store; tracks the keys still waiting for a write, and the rows of each write
+    call that were written."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.pending: set[str] = set()
+        self.sizes: list[int] = []
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Record]:
+        return await self.inner.read(keys)
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        results = await self.inner.write(batches)
+        written = 0
+        pending = self.pending
+        for batch, result in zip(batches, results, strict=True):
+            if result is None:
+                written += len(batch)
+                for w in batch:
+                    pending.discard(w.key)
+        if written:
+            self.sizes.append(written)
+        return results
+
+    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
+        return self.inner.scan(prefix)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def wait_for(predicate: Callable[[], bool], limit: float) -> None:
+    """Poll `predicate` every half millisecond; `TimeoutError` after `limit` seconds."""
+    deadline = time.perf_counter() + limit
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.0005)
+
+
+def counter_node(store: Store, kind: str, **conf: Any) -> wes.Node:
+    """A node on `store` with the counter actor and the channel type `kind`."""
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("counter", Counter)
+    node.channel_type(kind, **conf)
+    return node
+
+
+async def start_counters(node: wes.Node, kind: str, n: int) -> list[tuple[str, int]]:
+    """Start `n` channels of type `kind`, channel i holding the counter actor i."""
+    channels: list[tuple[str, int]] = []
+    for i in range(n):
+        await node.create_channel((kind, i), wes.create(("counter", i)))
+        channels.append((kind, i))
+    return channels
+
+
+async def dirty_all(node: wes.Node, channels: list[tuple[str, int]]) -> None:
+    """One command to every channel, one after another."""
+    command = node.command
+    for channel in channels:
+        await command(channel, "incr", 1)
