@@ -16,35 +16,13 @@ import pytest
 import wes
 from backends import Backend, stored
 from conftest import wait_until
+from recorder import Recorder
 from wes.abc import Claim, ClaimKind, Ident, NameTaken, Record, Registry, Store, Write
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
 A = ("counter", "a")
 SPOILT = ("counter", "spoilt")
-
-
-class Recorder(wes.abc.Stats):
-    """Keeps every event with its error."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, Ident, BaseException | None]] = []
-
-    def event(
-        self,
-        kind: str,
-        name: str,
-        ident: Ident,
-        seconds: float | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self.events.append((kind, name, ident, error))
-
-    def count(self, kind: str, name: str) -> int:
-        return sum(1 for k, n, _, _ in self.events if (k, n) == (kind, name))
-
-    def errors(self, kind: str, name: str) -> list[BaseException | None]:
-        return [e for k, n, _, e in self.events if (k, n) == (kind, name)]
 
 
 class Counter(wes.Actor):

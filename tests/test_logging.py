@@ -14,9 +14,10 @@ import pytest
 
 import wes
 from conftest import wait_until
+from recorder import Recorder
 from wes._logging import configure_logging
 from wes._stats import LoggingStats, MultiStats
-from wes.abc import Ident, Stats
+from wes.abc import Stats
 
 SESSION = ("session", "s1")
 EMPTY = ("session", "empty")
@@ -58,23 +59,6 @@ class Counter(wes.Actor):
         raise ValueError("boom in a timer")
 
 
-class Recorder(Stats):
-    """Keeps every event, to compare with the lines logged."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, Ident]] = []
-
-    def event(
-        self,
-        kind: str,
-        name: str,
-        ident: Ident,
-        seconds: float | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self.events.append((kind, name, ident))
-
-
 @pytest.fixture(autouse=True)
 def restore_wes_logger() -> Iterator[None]:
     """configure_logging changes the process-wide `wes` logger: put it back after each test."""
@@ -112,7 +96,7 @@ async def test_json_lines_one_per_event() -> None:
         await node.stop_channel(SESSION)
     lines = json_lines(out)
     assert len(lines) == len(recorder.events) >= 9
-    assert [(r["kind"], r["name"], tuple(r["ident"])) for r in lines] == recorder.events
+    assert [(r["kind"], r["name"], tuple(r["ident"])) for r in lines] == recorder.names()
     for record in lines:
         assert {"ts", "level", "logger", "msg", "kind", "name", "ident"} <= record.keys()
         assert record["logger"] == "wes.stats"

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 import wes
+from recorder import Recorder
 from wes._prometheus import PrometheusStats
 from wes._stats import LoggingStats, MultiStats
 from wes.abc import Ident, Stats
@@ -27,24 +28,6 @@ class Counter(wes.Actor):
     @wes.read("value")
     def current(self) -> int:
         return self.value
-
-
-class Recorder(Stats):
-    """Keeps every event with its duration and error."""
-
-    def __init__(self, timed: bool = False) -> None:
-        self.timed = timed
-        self.events: list[tuple[str, str, Ident, float | None, BaseException | None]] = []
-
-    def event(
-        self,
-        kind: str,
-        name: str,
-        ident: Ident,
-        seconds: float | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self.events.append((kind, name, ident, seconds, error))
 
 
 class Broken(Stats):

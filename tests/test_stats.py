@@ -11,7 +11,8 @@ import pytest
 import wes
 from backends import Backend
 from conftest import wait_until
-from wes.abc import Ident, Store
+from recorder import Recorder
+from wes.abc import Store
 
 SESSION = ("session", "s1")
 EMPTY = ("session", "empty")
@@ -38,27 +39,6 @@ class Counter(wes.Actor):
     @wes.read("value")
     def current(self) -> int:
         return self.value
-
-
-class Recorder(wes.abc.Stats):
-    """Keeps every event."""
-
-    def __init__(self, timed: bool = False) -> None:
-        self.timed = timed
-        self.events: list[tuple[str, str, Ident, float | None, BaseException | None]] = []
-
-    def event(
-        self,
-        kind: str,
-        name: str,
-        ident: Ident,
-        seconds: float | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self.events.append((kind, name, ident, seconds, error))
-
-    def of(self, kind: str, name: str) -> list[tuple[Ident, float | None, BaseException | None]]:
-        return [(i, s, e) for k, n, i, s, e in self.events if (k, n) == (kind, name)]
 
 
 def make_node(stats: wes.abc.Stats, store: Store | None = None, **kw: Any) -> wes.Node:
