@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import counters
 import wes
 from backends import Backend, stored
 from wes.abc import Store, Write
@@ -18,14 +19,7 @@ A = ("counter", "a")
 B = ("counter", "b")
 
 
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
+class Counter(counters.Counter):
     @wes.command("stop")
     def stop_now(self) -> None:
         self.value += 100
@@ -40,10 +34,6 @@ class Counter(wes.Actor):
     @wes.command
     def answer(self) -> int:
         return 42
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
     @wes.read
     def where(self) -> tuple[Any, Any]:

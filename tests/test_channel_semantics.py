@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import counters
 import wes
 from backends import Backend, stored
 from wes.abc import Record, Store, Write
@@ -42,23 +43,12 @@ class Recording(Store):
         await self.inner.aclose()
 
 
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
+class Counter(counters.Counter):
     @wes.command
     def fail(self, exc: BaseException, who: str) -> None:
         self.value += 1000
         if self.id[1] == who:
             raise exc
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 class Note(wes.Actor):

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import counters
 import wes
 from backends import Backend, stored
 from conftest import wait_until
@@ -25,14 +26,7 @@ A = ("counter", "a")
 SPOILT = ("counter", "spoilt")
 
 
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
+class Counter(counters.Counter):
     @wes.command
     def spoil(self) -> None:
         self.bad = {1, 2}  # a set: JSON cannot encode it
@@ -40,10 +34,6 @@ class Counter(wes.Actor):
     @wes.command
     def heal(self) -> None:
         self.bad = [1, 2]
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 def make_node(

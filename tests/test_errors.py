@@ -11,25 +11,13 @@ import pytest
 
 import wes
 from backends import Backend
+from counters import Counter
 from wes.abc import Record, Store, Write
 
 SESSION = ("session", "s1")
 A = ("counter", "a")
 
 BAD_IDS: list[Any] = ["x", ("a",), (1, "a"), ("a", 1.5), ["a", "b"], ("a", "b", "c"), None]
-
-
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 class Cause(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import counters
 import wes
 from backends import Backend, stored
 from wes.abc import Store
@@ -21,18 +22,7 @@ B = ("counter", "b")
 C = ("counter", "c")
 
 
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
-
+class Counter(counters.Counter):
     @wes.read
     def explode(self, exc: BaseException) -> None:
         raise exc

@@ -9,6 +9,7 @@ import pytest
 
 import wes
 from backends import Backend
+from counters import Counter
 from wes.abc import Store
 
 SESSION = ("session", "s1")
@@ -17,19 +18,6 @@ THIRD = ("session", "s3")
 ALICE = ("counter", "alice")
 BOB = ("counter", "bob")
 CAROL = ("counter", "carol")
-
-
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 def make_node(store: Store, registry: wes.abc.Registry | None = None, **kw: Any) -> wes.Node:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import counters
 import wes
 from backends import Backend
 from conftest import wait_until
@@ -20,14 +21,7 @@ A = ("counter", "a")
 B = ("counter", "b")
 
 
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
+class Counter(counters.Counter):
     @wes.command
     def fail(self, exc: BaseException) -> None:
         raise exc
@@ -35,10 +29,6 @@ class Counter(wes.Actor):
     @wes.command
     def halt(self) -> None:
         self.stop_channel()
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 def make_node(stats: wes.abc.Stats, store: Store | None = None, **kw: Any) -> wes.Node:

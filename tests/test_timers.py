@@ -11,6 +11,7 @@ import pytest
 import wes
 from backends import Backend, stored
 from conftest import wait_until
+from counters import Counter
 from wes.abc import Store
 
 SESSION = ("session", "s1")
@@ -44,19 +45,6 @@ class Ticker(wes.Actor):
     @wes.read
     def count(self, name: str) -> int:
         return self.ticks.get(name, 0)
-
-
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 def make_node(
