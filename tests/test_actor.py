@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, ClassVar
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import counters
 import wes
 from backends import Backend, stored
+from claims import actor_claim
 from wes.abc import Store, Write
 
 SESSION = ("session", "s1")
@@ -263,7 +265,7 @@ async def test_stop_channel_from_handler_stops_normally_after_the_command(
         assert await stored(store, "counter/a") == {"value": 101}
         assert stats.counts().get(("stop", "normal")) == 1
         assert await registry.holder("channel", SESSION) is None
-        assert await registry.holder("actor", A) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
         with pytest.raises(wes.ActorNotActive):
             await node.read(A, "value")
         with pytest.raises(wes.ChannelNotStarted):
@@ -287,7 +289,7 @@ async def test_leave_saves_and_leaves_the_channel(backend: Backend) -> None:
         ref = await node.status(SESSION)
         assert ref is not None
         assert ref.actors == (B,)
-        assert await registry.holder("actor", A) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
         await node.command(SESSION, "incr")
         assert await node.read(B, "value") == 3
         await node.create_channel(OTHER, [wes.load(A)])
@@ -553,3 +555,170 @@ async def test_handlers_may_take_keywords_named_like_the_operations_parameters()
         await node.create_channel(SESSION, [wes.create(("named", "n"))])
         await node.command(SESSION, "set", name="x", channel="y")
         assert await node.read(("named", "n"), "get", actor="z", name="w") == ["x", "y", "z", "w"]
+
+
+# -- names that would replace a member of wes.Actor ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("@wes.command\ndef leave(self, who): ...", "would replace wes.Actor.leave (a method)"),
+        ("@wes.read\ndef channel(self): ...", "wes.Actor.channel (a property)"),
+        ("@wes.command\ndef on_timer(self, name): ...", "@wes.command('on_timer')"),
+        ("set_timer = 5", "attribute 'set_timer' would replace wes.Actor.set_timer"),
+        ("def stop_channel(self): ...", "wes.Actor.stop_channel"),
+        ("_wes_id = None", "wes.Actor._wes_id"),
+    ],
+)
+def test_class_member_clashing_with_actor_is_refused_at_definition(source: str, says: str) -> None:
+    """A handler method named like a member of wes.Actor, or a class attribute replacing a
+    fixed member, fails with InvalidName when the class is defined, saying what clashes."""
+    body = "\n".join(f"    {line}" for line in source.splitlines())
+    with pytest.raises(wes.InvalidName, match=re.escape(says)):
+        exec(f"class Clash(wes.Actor):\n{body}\n", {"wes": wes})
+
+
+def test_handler_named_like_a_member_can_keep_the_name_as_its_command() -> None:
+    """`@wes.command("leave")` on another method is fine, and overriding hooks unmarked is."""
+
+    class Fine(wes.Actor):
+        version = 2
+        expected_errors = (ValueError,)
+
+        @wes.command("leave")
+        def leave_now(self) -> None:
+            self.leave()
+
+        def on_timer(self, name: str) -> None:
+            pass
+
+    assert set(Fine._wes_commands) == {"leave"}
+
+
+@pytest.mark.parametrize("attr", ["channel", "id"])
+def test_assigning_a_property_of_actor_names_the_clash(attr: str) -> None:
+    """`self.channel = ...` in __init__ fails with InvalidName, not a bare AttributeError."""
+
+    class Room(wes.Actor):
+        def __init__(self) -> None:
+            setattr(self, attr, "lobby")
+
+    with pytest.raises(wes.InvalidName, match=f"Room attribute '{attr}'.*rename it"):
+        Room()
+
+
+async def test_instance_attribute_hiding_an_actor_method_fails_the_spec() -> None:
+    """An attribute set in __init__ that would hide a member (`self.leave = ...`) fails the
+    create spec with InvalidName, and nothing starts."""
+
+    class Hiding(wes.Actor):
+        def __init__(self) -> None:
+            self.leave = True
+
+    node = wes.Node(store=wes.MemoryStore())
+    node.actor_type("hiding", Hiding)
+    node.channel_type("session")
+    async with node:
+        with pytest.raises(wes.InvalidName, match="instance attribute 'leave'"):
+            await node.create_channel(SESSION, wes.create(("hiding", "h")))
+        assert await node.status(SESSION) is None
+
+
+async def test_stored_state_hiding_an_actor_member_is_not_loadable() -> None:
+    """A stored state with a key named like a member fails the load with StateNotLoadable
+    naming the key, and the stored bytes stay untouched."""
+    store = wes.MemoryStore()
+    await store.write([[Write("counter/a", b'{"value": 1, "set_timer": 2}', 1, 1)]])
+    node = wes.Node(store=store)
+    node.actor_type("counter", counters.Counter)
+    node.channel_type("session")
+    async with node:
+        with pytest.raises(wes.StateNotLoadable, match="set_timer") as info:
+            await node.create_channel(SESSION, wes.load(A))
+        assert isinstance(info.value.__cause__, wes.InvalidName)
+    assert (await store.read(["counter/a"]))["counter/a"].data == b'{"value": 1, "set_timer": 2}'
+
+
+# -- node.stored -------------------------------------------------------------------------
+
+
+class Versioned(counters.Counter):
+    version = 2
+
+    @classmethod
+    def migrate(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        return {"value": state["old"] * 10}
+
+    def on_activate(self) -> None:
+        raise AssertionError("stored() must not activate")
+
+
+async def test_stored_returns_the_decoded_migrated_actor_without_activating_it() -> None:
+    """node.stored gives the actor as the store holds it (migrated), not activated: no
+    claim, no channel, no hooks; the actor can be loaded afterwards by anyone."""
+    store = wes.MemoryStore()
+    await store.write([[Write("counter/a", b'{"old": 4}', 1, 1)]])
+    node = wes.Node(store=store)
+    node.actor_type("counter", Versioned)
+    node.channel_type("session")
+    async with node:
+        actor = await node.stored(A)
+        assert isinstance(actor, Versioned)
+        assert actor.value == 40 and actor.id == A and actor.channel is None
+        assert await node.stored(("counter", "missing")) is None
+        assert node.live_actors == 0
+
+
+async def test_stored_does_not_see_unsaved_changes_of_the_active_actor() -> None:
+    """stored reads the store, not the live actor: unsaved changes are not in it."""
+    node = wes.Node(store=wes.MemoryStore())
+    node.actor_type("counter", counters.Counter)
+    node.channel_type("session", save_interval=None)
+    async with node:
+        await node.create_channel(SESSION, wes.create(A, 1))
+        assert await node.stored(A) is None  # created, not yet saved
+        await node.stop_channel(SESSION)
+        await node.create_channel(SESSION, wes.load(A))
+        await node.command(SESSION, "incr", 5)
+        stored_actor = await node.stored(A)
+        assert stored_actor is not None and stored_actor.value == 1
+
+
+async def test_stored_errors_name_what_was_wrong() -> None:
+    """stored raises StateNotLoadable for bad bytes, UnknownActorType, InvalidId, and
+    NodeNotRunning outside `async with`."""
+    store = wes.MemoryStore()
+    await store.write([[Write("counter/a", b"not json", 1, 1)]])
+    node = wes.Node(store=store)
+    node.actor_type("counter", counters.Counter)
+    with pytest.raises(wes.NodeNotRunning):
+        await node.stored(A)
+    async with node:
+        with pytest.raises(wes.StateNotLoadable, match="counter/a"):
+            await node.stored(A)
+        with pytest.raises(wes.UnknownActorType):
+            await node.stored(("nope", 1))
+        with pytest.raises(wes.InvalidId):
+            await node.stored("counter/a")  # type: ignore[arg-type]
+
+
+class Broken(wes.abc.Store):
+    async def read(self, keys: Any) -> Any:
+        raise OSError("disk gone")
+
+    async def write(self, batches: Any) -> Any:
+        raise OSError("disk gone")
+
+    async def scan(self, prefix: str = "") -> Any:
+        raise OSError("disk gone")
+
+
+async def test_stored_with_a_failing_store_is_store_unavailable() -> None:
+    """A store that fails makes stored raise StoreUnavailable with the cause chained."""
+    node = wes.Node(store=Broken())
+    node.actor_type("counter", counters.Counter)
+    async with node:
+        with pytest.raises(wes.StoreUnavailable) as info:
+            await node.stored(A)
+        assert isinstance(info.value.__cause__, OSError)

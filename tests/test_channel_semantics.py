@@ -13,6 +13,7 @@ import pytest
 import counters
 import wes
 from backends import Backend, stored
+from claims import actor_claim
 from wes.abc import Record, Store, Write
 
 SESSION = ("session", "s1")
@@ -176,8 +177,8 @@ async def test_raising_actor_kills_the_channel_unsaved(backend: Backend) -> None
         assert info.value is error
         assert await node.status(SESSION) is None
         assert await registry.holder("channel", SESSION) is None
-        assert await registry.holder("actor", A) is None
-        assert await registry.holder("actor", B) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
+        assert await registry.holder("actor", actor_claim(B)) is None
         assert stats.counts().get(("stop", "ValueError")) == 1
         assert stats.counts().get(("stop", "normal")) == 1  # only the explicit stop above
         assert await stored(store, "counter/a") == {"value": 1}

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 import wes
+from claims import actor_claim
 from wes.abc import Claim, ClaimKind, Ident, Registry
 
 PROCESSES = 4
@@ -136,7 +137,7 @@ async def work(registry_spec: list[str], store_path: str, run: str, index: int) 
                 if held != node.address:
                     problems.append(f"{ref.id} runs here but the registry says {held!r}")
                 for actor in ref.actors:
-                    held = await registry.holder("actor", actor)
+                    held = await registry.holder("actor", actor_claim(actor))
                     if held != ref.id:
                         problems.append(f"{actor} is in {ref.id} but the registry says {held!r}")
             await asyncio.gather(*(node.stop_channel(ref.id) for ref in running))

@@ -16,6 +16,7 @@ import pytest
 import counters
 import wes
 from backends import Backend, stored
+from claims import actor_claim
 from conftest import wait_until
 from recorder import Recorder
 from wes.abc import Claim, ClaimKind, Ident, NameTaken, Record, Registry, Store, Write
@@ -383,7 +384,7 @@ async def test_running_channel_keeps_its_lease_renewed(backend: Backend) -> None
         for _ in range(12):  # 1.2 s: four lease periods
             await asyncio.sleep(0.1)
         assert await registry.holder("channel", SESSION) is not None
-        assert await registry.holder("actor", A) == SESSION
+        assert await registry.holder("actor", actor_claim(A)) == SESSION
         assert ("stop", "lease_lost") not in stats.counts()
         await node.command(SESSION, "incr")
         assert await node.read(A, "value") == 2
@@ -527,7 +528,7 @@ async def test_stale_owner_cannot_overwrite_a_newer_owners_state(backend: Backen
         await stale.command(SESSION, "incr", 1)  # 2, not saved yet
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
-        while await lying.inner.holder("actor", A) is not None:
+        while await lying.inner.holder("actor", actor_claim(A)) is not None:
             assert loop.time() < deadline, "the stale claim never expired"
             await asyncio.sleep(0.02)
         await fresh.create_channel(OTHER, [wes.create(A, 100)])
@@ -539,3 +540,71 @@ async def test_stale_owner_cannot_overwrite_a_newer_owners_state(backend: Backen
     store = backend.store()
     async with store:
         assert await stored(store, "counter/a") == {"value": 100}
+
+
+class Answering(Refusing):
+    """Delegates to a registry; its renewals can be answered "lost" (`"lost"`) or left
+    unanswered (`"raise"`), and are counted."""
+
+    def __init__(self, inner: Registry) -> None:
+        super().__init__(inner)
+        self.answer = "renew"
+        self.renewals = 0
+
+    async def renew(self, claims: Sequence[Claim]) -> list[bool]:
+        self.renewals += 1
+        if self.answer == "lost":
+            return [False] * len(claims)
+        if self.answer == "raise":
+            raise wes.RegistryUnavailable("no answer, for the test")
+        return await self.inner.renew(claims)
+
+
+def two_registry_node(recorder: Recorder) -> tuple[wes.Node, Answering, Answering]:
+    """A node whose channels claim in one registry and whose actors claim in another."""
+    channels, actors = Answering(wes.MemoryRegistry()), Answering(wes.MemoryRegistry())
+    node = wes.Node(store=wes.MemoryStore(), registry=channels, stats=recorder)
+    node.actor_type("counter", Counter, registry=actors)
+    node.channel_type("session", idle_timeout=None, save_interval=None, lease=0.3)
+    return node, channels, actors
+
+
+@pytest.mark.parametrize(
+    ("channel_answer", "actor_answer", "message"),
+    [
+        ("raise", "lost", "lost its lease"),
+        ("lost", "raise", "lost its lease"),
+        ("raise", "renew", "could not renew its lease"),
+    ],
+    ids=["unanswered-then-lost", "lost-then-unanswered", "unanswered-then-renewed"],
+)
+async def test_a_lost_claim_in_any_registry_loses_the_channel_whatever_the_order(
+    channel_answer: str, actor_answer: str, message: str
+) -> None:
+    """A channel whose claims live in two registries stops at the first renewal where one of
+    them answers "lost", whichever registry's claim comes first; when one only fails to
+    answer, it serves on and retries until its lease runs out."""
+    recorder = Recorder()
+    node, channels, actors = two_registry_node(recorder)
+    async with node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        channels.answer, actors.answer = channel_answer, actor_answer
+        await wait_until(lambda: recorder.count("stop", "lease_lost") == 1)
+        [(_, _, error)] = recorder.of("stop", "lease_lost")
+        assert str(error) == f"channel {SESSION!r} {message}"
+        renewals = (channels.renewals, actors.renewals)
+        assert renewals == (1, 1) if message == "lost its lease" else min(renewals) > 1
+        assert await node.status(SESSION) is None
+
+
+async def test_a_channel_with_claims_in_two_registries_renews_in_both() -> None:
+    """A channel whose claims live in two registries, both renewing, runs on past several
+    lease periods."""
+    recorder = Recorder()
+    node, channels, actors = two_registry_node(recorder)
+    async with node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await wait_until(lambda: min(channels.renewals, actors.renewals) >= 4)  # > 0.6 s
+        assert recorder.count("stop", "lease_lost") == 0
+        await node.command(SESSION, "incr")
+        assert await node.read(A, "value") == 1

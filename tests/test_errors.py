@@ -11,6 +11,7 @@ import pytest
 
 import wes
 from backends import Backend
+from claims import actor_claim
 from counters import Counter
 from wes.abc import Record, Store, Write
 
@@ -84,7 +85,7 @@ async def test_unconfigured_actor_type_in_a_spec_is_refused() -> None:
         with pytest.raises(wes.UnknownActorType, match="ghost"):
             await node.create_channel(SESSION, [wes.create(A), wes.create(("ghost", "g"))])
         assert await node.status(SESSION) is None
-        assert await registry.holder("actor", A) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
         await node.create_channel(SESSION)
         with pytest.raises(wes.UnknownActorType, match="ghost"):
             await node.create_actor(SESSION, wes.load(("ghost", "g")))

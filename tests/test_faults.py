@@ -30,6 +30,7 @@ import pytest
 import redis.asyncio
 
 import wes
+from claims import actor_claim
 from conftest import wait_until
 from fault_worker import ACTOR, CHANNEL, KEY, Counter, Watched
 from servers import (
@@ -389,7 +390,10 @@ async def test_channel_that_cannot_renew_stops_unsaved_and_never_writes_again(
 async def free(registry: Registry) -> bool:
     """Whether the registry holds neither the channel nor its actor (their claims, taken one
     after the other, run out one after the other)."""
-    held = await registry.holder("channel", CHANNEL), await registry.holder("actor", ACTOR)
+    held = (
+        await registry.holder("channel", CHANNEL),
+        await registry.holder("actor", actor_claim(ACTOR)),
+    )
     return held == (None, None)
 
 
@@ -947,4 +951,4 @@ async def test_actor_registry_down_releases_the_channel_claim(
         assert await channels.holder("channel", CHANNEL) is None
         redis_srv.start()
         await node.ensure_channel(CHANNEL, wes.load_or_create(ACTOR, 7))
-        assert await actors.holder("actor", ACTOR) == CHANNEL
+        assert await actors.holder("actor", actor_claim(ACTOR, scope="counter")) == CHANNEL

@@ -13,6 +13,7 @@ import pytest
 import counters
 import wes
 from backends import Backend, stored
+from claims import actor_claim
 from wes.abc import Store
 
 SESSION = ("session", "s1")
@@ -75,7 +76,7 @@ async def test_create_channel_of_a_running_channel_fails(backend: Backend) -> No
         assert ref is not None
         assert ref.actors == (A,)
         assert await node.read(A, "value") == 1
-        assert await registry.holder("actor", B) is None
+        assert await registry.holder("actor", actor_claim(B)) is None
         await node.create_channel(OTHER, [wes.create(B, 2)])
         assert await node.read(B, "value") == 2
 
@@ -150,7 +151,7 @@ async def test_create_actor_on_a_channel_not_started_fails(backend: Backend) -> 
         with pytest.raises(wes.ChannelNotStarted, match="s1"):
             await node.create_actor(SESSION, [wes.create(A)])
         assert await node.status(SESSION) is None
-        assert await registry.holder("actor", A) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
 
 
 @pytest.mark.registries
@@ -168,7 +169,7 @@ async def test_create_actor_of_an_actor_already_in_the_channel_fails(backend: Ba
         assert ref is not None
         assert ref.actors == (A,)
         assert await node.read(A, "value") == 3
-        assert await registry.holder("actor", B) is None
+        assert await registry.holder("actor", actor_claim(B)) is None
         await node.command(SESSION, "incr")
         assert await node.read(A, "value") == 4
 
@@ -186,7 +187,7 @@ async def test_create_actor_spec_error_leaves_the_channel_intact(backend: Backen
         ref = await node.status(SESSION)
         assert ref is not None
         assert ref.actors == (A,)
-        assert await registry.holder("actor", B) is None
+        assert await registry.holder("actor", actor_claim(B)) is None
         with pytest.raises(wes.ActorNotActive):
             await node.read(B, "value")
         await node.command(SESSION, "incr")
@@ -274,8 +275,8 @@ async def test_stop_channel_saves_and_releases_every_lock(backend: Backend) -> N
         assert await stored(store, "counter/b") == {"value": 12}
         assert await node.status(SESSION) is None
         assert await registry.holder("channel", SESSION) is None
-        assert await registry.holder("actor", A) is None
-        assert await registry.holder("actor", B) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
+        assert await registry.holder("actor", actor_claim(B)) is None
         await node.create_channel(OTHER, [wes.load(A)])
         assert await node.read(A, "value") == 11
 
@@ -410,7 +411,7 @@ async def test_leaving_the_node_stops_every_channel_saving(backend: Backend) -> 
             await node.command(("session", i), "incr", 100)
     assert stats.counts().get(("stop", "normal")) == 3
     async with backend.registry() as registry:
-        assert await registry.holder("actor", A) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
         assert await registry.holder("channel", ("session", 0)) is None
     store = backend.store()
     async with store:
@@ -461,9 +462,10 @@ async def test_actor_type_store_and_registry_override_the_nodes(backend: Backend
     node.channel_type("session", idle_timeout=None, save_interval=None)
     async with node:
         await node.create_channel(SESSION, [wes.create(A, 1), wes.create(("special", "s"), 2)])
-        assert await type_registry.holder("actor", ("special", "s")) == SESSION
-        assert await node_registry.holder("actor", ("special", "s")) is None
-        assert await node_registry.holder("actor", A) == SESSION
+        special = actor_claim(("special", "s"), scope="special")
+        assert await type_registry.holder("actor", special) == SESSION
+        assert await node_registry.holder("actor", special) is None
+        assert await node_registry.holder("actor", actor_claim(A)) == SESSION
         await node.stop_channel(SESSION)
         assert await stored(type_store, "special/s") == {"value": 2}
         assert await stored(node_store, "special/s") is None
@@ -493,7 +495,7 @@ async def test_channel_ref_owner_is_the_registered_holder(backend: Backend) -> N
     async with node:
         ref = await node.create_channel(SESSION, [wes.create(A)])
         assert await registry.holder("channel", SESSION) == ref.owner
-        assert await registry.holder("actor", A) == SESSION
+        assert await registry.holder("actor", actor_claim(A)) == SESSION
 
 
 async def test_sqlite_store_accepts_a_path(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import wes
+from claims import actor_claim
 
 
 class Leaver(wes.Actor):
@@ -73,7 +74,7 @@ async def test_actors_leaving_together_are_saved_and_all_released() -> None:
         await node.create_channel(("s", 1), [wes.create(a) for a in actors])
         await node.command(("s", 1), "go")
         for actor in actors:
-            assert await registry.holder("actor", actor) is None
+            assert await registry.holder("actor", actor_claim(actor)) is None
         stored = await store.read([f"leaver/{n}" for n in "abc"])
         assert [stored[f"leaver/{n}"].data for n in "abc"] == [b'{"value":1}'] * 3
         await node.create_channel(("s", 2), [wes.load(a) for a in actors])

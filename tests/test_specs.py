@@ -9,6 +9,7 @@ import pytest
 
 import wes
 from backends import Backend
+from claims import actor_claim
 from counters import Counter
 from wes.abc import Store
 
@@ -190,8 +191,8 @@ async def test_failed_create_channel_releases_every_lock_it_took(backend: Backen
             await node.create_channel(SESSION, [wes.create(ALICE, 1), wes.load(BOB)])
         assert await node.status(SESSION) is None
         assert await registry.holder("channel", SESSION) is None
-        assert await registry.holder("actor", ALICE) is None
-        assert await registry.holder("actor", BOB) is None
+        assert await registry.holder("actor", actor_claim(ALICE)) is None
+        assert await registry.holder("actor", actor_claim(BOB)) is None
         with pytest.raises(wes.ActorNotActive):
             await node.read(ALICE, "value")
         await node.create_channel(OTHER, [wes.create(ALICE, 7)])
@@ -211,8 +212,8 @@ async def test_failed_create_channel_leaves_other_channels_locks_alone(backend: 
         with pytest.raises(wes.ActorAlreadyLocked):
             await node.create_channel(SESSION, [wes.create(ALICE, 1), wes.load_or_create(BOB)])
         assert await node.status(SESSION) is None
-        assert await registry.holder("actor", ALICE) is None
-        assert await registry.holder("actor", BOB) == OTHER
+        assert await registry.holder("actor", actor_claim(ALICE)) is None
+        assert await registry.holder("actor", actor_claim(BOB)) == OTHER
         assert await node.read(BOB, "value") == 5
         await node.command(OTHER, "incr")
         assert await node.read(BOB, "value") == 6

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import wes
+from claims import actor_claim
 from wes._backends import sqlite_registry
 from wes.abc import ClaimKind, Ident, NameTaken
 
@@ -259,7 +260,10 @@ async def test_two_nodes_on_one_file_exclude_each_other(tmp_path: Path) -> None:
         await one.stop_channel(("session", "s1"))
         await two.ensure_channel(("session", "s2"), wes.load(("account", "a")))
         assert await two.read(("account", "a"), "current") == 5
-        assert await two.registry.holder("actor", ("account", "a")) == ("session", "s2")
+        assert await two.registry.holder("actor", actor_claim(("account", "a"))) == (
+            "session",
+            "s2",
+        )
 
 
 async def test_aclose_with_calls_in_flight(tmp_path: Path) -> None:

@@ -162,6 +162,38 @@ async def test_logging_stats_logs_events(caplog: pytest.LogCaptureFixture) -> No
     assert "ValueError" in text
 
 
+class Refusal(Exception):
+    """A business refusal the actor class declares expected."""
+
+
+class Refusing(Counter):
+    expected_errors = (Refusal,)
+
+
+@pytest.mark.parametrize(
+    ("error", "level", "traceback"),
+    [(Refusal("not enough funds"), logging.INFO, False), (KeyError("bug"), logging.ERROR, True)],
+    ids=["expected", "unexpected"],
+)
+async def test_logging_stats_logs_expected_errors_at_info_without_traceback(
+    caplog: pytest.LogCaptureFixture, error: Exception, level: int, traceback: bool
+) -> None:
+    """A stop by an exception the actor class lists in `expected_errors` is logged at INFO
+    without a traceback; any other at ERROR with one. The channel dies either way."""
+    caplog.set_level(logging.INFO, logger="wes.stats")
+    node = wes.Node(store=wes.MemoryStore(), stats=wes.LoggingStats())
+    node.actor_type("counter", Refusing)
+    node.channel_type("session")
+    async with node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        with pytest.raises(type(error)):
+            await node.command(SESSION, "fail", error)
+        assert await node.status(SESSION) is None
+    [stop] = [r for r in caplog.records if getattr(r, "wes", {}).get("kind") == "stop"]
+    assert stop.levelno == level
+    assert (stop.exc_info is not None) is traceback
+
+
 async def test_default_stats_is_a_no_op() -> None:
     """A node without a stats sink runs normally."""
     node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())

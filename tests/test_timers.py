@@ -10,6 +10,7 @@ import pytest
 
 import wes
 from backends import Backend, stored
+from claims import actor_claim
 from conftest import wait_until
 from counters import Counter
 from wes.abc import Store
@@ -145,7 +146,7 @@ async def test_raising_timer_kills_the_channel_unsaved(backend: Backend) -> None
         await node.command(SESSION, "start", "tick", 0.02)
         await wait_until(lambda: stats.counts().get(("stop", "ValueError"), 0) == 1)
         assert await node.status(SESSION) is None
-        assert await registry.holder("actor", T) is None
+        assert await registry.holder("actor", actor_claim(T)) is None
         assert await stored(store, "ticker/t") == {"ticks": {}, "fail_at": 0}
         await node.create_channel(OTHER, [wes.load(T)])
         assert await node.read(T, "count", "tick") == 0
@@ -182,7 +183,7 @@ async def test_idle_channel_stops_normally_and_saves(backend: Backend) -> None:
         await wait_until(lambda: stats.counts().get(("stop", "idle"), 0) == 1)
         assert await node.status(SESSION) is None
         assert await stored(store, "counter/a") == {"value": 3}
-        assert await registry.holder("actor", A) is None
+        assert await registry.holder("actor", actor_claim(A)) is None
         assert ("stop", "normal") not in stats.counts()
 
 

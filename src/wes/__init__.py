@@ -23,6 +23,7 @@ from ._errors import ActorNotActive as ActorNotActive
 from ._errors import ActorNotFound as ActorNotFound
 from ._errors import ChannelAlreadyStarted as ChannelAlreadyStarted
 from ._errors import ChannelNotStarted as ChannelNotStarted
+from ._errors import InvalidArguments as InvalidArguments
 from ._errors import InvalidConfig as InvalidConfig
 from ._errors import InvalidId as InvalidId
 from ._errors import InvalidName as InvalidName
@@ -67,6 +68,7 @@ __all__ = [
     "ChannelAlreadyStarted",
     "ChannelNotStarted",
     "ChannelRef",
+    "InvalidArguments",
     "InvalidConfig",
     "InvalidId",
     "InvalidName",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
 
 from ._abc import Ident
@@ -70,9 +71,18 @@ class Actor:
     _wes_reads: ClassVar[dict[str, Callable[..., Any]]] = {}
     _wes_async_reads: ClassVar[dict[str, Callable[..., Any]]] = {}
     _wes_async_timer: ClassVar[bool] = False
+    _wes_activates: ClassVar[bool] = False
+    _wes_deactivates: ClassVar[bool] = False
+    # Per handler, what binding its arguments needs (see `_arguments`), made on first use.
+    _wes_signatures: ClassVar[dict[Callable[..., Any], Any]] = {}
 
     version: ClassVar[int] = 1
     """The version of the state this class writes; stored with every saved state."""
+
+    expected_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    """Exceptions this actor's handlers raise to refuse a request (an overdraft, say). The
+    channel still stops unsaved and the caller still gets the exception, but logs report it
+    as expected (at INFO, without a traceback) rather than as a crash."""
 
     _wes_id: Ident
     _wes_ch: Channel | None
@@ -81,6 +91,7 @@ class Actor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _check_names(cls)
         tables: dict[str, dict[str, Callable[..., Any]]] = {"c": {}, "ac": {}, "r": {}, "ar": {}}
         by_attr: dict[str, list[tuple[str, str]]] = {}  # attribute -> its (table, name)s
         for klass in reversed(cls.__mro__):
@@ -100,6 +111,10 @@ class Actor:
         cls._wes_reads = tables["r"]
         cls._wes_async_reads = tables["ar"]
         cls._wes_async_timer = inspect.iscoroutinefunction(cls.on_timer)
+        cls._wes_signatures = {}
+        # Calling a hook nobody overrides costs a call per actor on every start and stop.
+        cls._wes_activates = cls.on_activate is not Actor.on_activate
+        cls._wes_deactivates = cls.on_deactivate is not Actor.on_deactivate
 
     # -- identity -------------------------------------------------------------------------
 
@@ -108,11 +123,19 @@ class Actor:
         """This actor's id, `(actor_type, name)`."""
         return self._wes_id
 
+    @id.setter
+    def id(self, value: Any) -> None:
+        raise _clash("id", f"{type(self).__qualname__} attribute")
+
     @property
     def channel(self) -> Ident | None:
         """The id of the channel this actor is in, or `None` outside one."""
         ch = getattr(self, "_wes_ch", None)
         return None if ch is None else ch.id
+
+    @channel.setter
+    def channel(self, value: Any) -> None:
+        raise _clash("channel", f"{type(self).__qualname__} attribute")
 
     # -- talking to the channel -----------------------------------------------------------
 
@@ -140,6 +163,20 @@ class Actor:
 
     def on_timer(self, name: str) -> Any:
         """Called when the timer `name` fires. May be `async def` in subclasses."""
+
+    # -- lifecycle hooks ------------------------------------------------------------------
+
+    def on_activate(self) -> Any:
+        """Called in the channel's turn right after the actor was created or loaded into a
+        channel, before anything else reaches it: re-arm timers and rebuild attributes that
+        are not stored here. An exception fails the spec and nothing starts. May be
+        `async def` in subclasses."""
+
+    def on_deactivate(self, reason: str) -> Any:
+        """Called in the channel's turn before the final save when the actor leaves its
+        channel normally; `reason` is `"normal"`, `"idle"` or `"leave"`. Changes it makes are
+        saved. Not called when the channel dies by an exception or a lost lease; an exception
+        here kills the channel like a command's. May be `async def` in subclasses."""
 
     def _channel_or_raise(self, what: str) -> Channel:
         ch: Channel | None = getattr(self, "_wes_ch", None)
@@ -200,3 +237,85 @@ def _marks(value: Any) -> list[tuple[str, str]]:
 def has_own_key(cls: type[Actor]) -> bool:
     """Whether the actor class overrides `key`."""
     return cls.key.__func__ is not Actor.key.__func__  # type: ignore[attr-defined]
+
+
+# The members of `Actor` a subclass may override; every other member is fixed.
+_HOOKS = frozenset(
+    {
+        "expected_errors",
+        "from_state",
+        "key",
+        "migrate",
+        "on_activate",
+        "on_deactivate",
+        "on_timer",
+        "should_save",
+        "to_state",
+        "version",
+    }
+)
+MEMBERS = frozenset(name for name in vars(Actor) if not name.startswith("__"))
+"""Every name an actor instance attribute may not take: each would hide a member."""
+
+
+def _describe(attr: str) -> str:
+    member = vars(Actor).get(attr)
+    if isinstance(member, property):
+        return "a property"
+    if attr in _HOOKS:
+        return "a hook to override, not to mark"
+    return "a method" if callable(member) else "an attribute"
+
+
+def _clash(attr: str, what: str) -> InvalidName:
+    return InvalidName(
+        f"{what} {attr!r} would replace wes.Actor.{attr} ({_describe(attr)}): rename it "
+        f"(the names of wes.Actor's members are reserved)"
+    )
+
+
+def _check_names(cls: type[Actor]) -> None:
+    """Refuse class attributes that would replace a member of `Actor`: a handler method named
+    like any member, and any other attribute named like a member that is not a hook."""
+    for attr, value in vars(cls).items():
+        if attr.startswith("__"):
+            continue
+        marks = _marks(value)
+        if marks and (attr in MEMBERS or attr.startswith("_wes_")):
+            kind, name = marks[0]
+            decorator = "command" if kind in ("c", "ac") else "read"
+            raise InvalidName(
+                f"{cls.__qualname__}.{attr} is marked @wes.{decorator} but would replace "
+                f"wes.Actor.{attr} ({_describe(attr)}): rename the method and keep the "
+                f"{decorator} name with @wes.{decorator}({name!r})"
+            )
+        if (attr in MEMBERS and attr not in _HOOKS) or attr.startswith("_wes_"):
+            raise _clash(attr, f"{cls.__qualname__} attribute")
+
+
+def check_instance_names(actor: Actor) -> None:
+    """Refuse instance attributes (set in `__init__` or by `from_state`) that would hide a
+    member of `Actor`; `id` and `channel` refuse assignment themselves."""
+    attrs = actor.__dict__
+    if not MEMBERS.isdisjoint(attrs):
+        attr = min(MEMBERS.intersection(attrs))
+        raise _clash(attr, f"{type(actor).__qualname__} instance attribute")
+
+
+_EXPECTED = "_wes_expected"  # set on an exception that an actor class declared expected
+
+
+def note_expected(exc: BaseException, actors: Sequence[Actor]) -> None:
+    """Mark `exc` as expected if the class of one of `actors` lists its type in
+    `expected_errors`, so that stats sinks can tell a refusal from a crash."""
+    for actor in actors:
+        if actor.expected_errors and isinstance(exc, actor.expected_errors):
+            # An exception class with __slots__ takes no attribute: it is logged as a crash.
+            with contextlib.suppress(AttributeError):
+                setattr(exc, _EXPECTED, True)
+            return
+
+
+def is_expected(exc: BaseException) -> bool:
+    """Whether a channel stopped by `exc` was refusing a request (see `expected_errors`)."""
+    return getattr(exc, _EXPECTED, False) is True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._abc import Claim, Ident, Registry, Store, Write
-from ._actor import Actor
+from ._actor import Actor, note_expected
+from ._arguments import Refused, binding_failed, check, invalid
 from ._errors import (
     ChannelNotStarted,
     LeaseLost,
@@ -26,23 +26,27 @@ from ._errors import (
     StaleToken,
     StateNotEncodable,
     UnknownCommand,
-    WesError,
 )
+from ._lifecycle import deactivate
+from ._turn import _holding
 
 if TYPE_CHECKING:
     from ._node import Node
     from ._writer import Ticket, Writer
 
-# The channels whose turn the current task (or the task that spawned it) holds while it
-# awaits a handler; an operation on one of them would wait for itself forever.
-_holding: contextvars.ContextVar[tuple[Channel, ...]] = contextvars.ContextVar(
-    "wes_holding", default=()
-)
 
 _NEVER = float("inf")
 # `Write(...)` runs the named tuple's Python-level __new__; saves build one per actor state.
 _write: Callable[[tuple[str, bytes, int, int]], Write] = partial(tuple.__new__, Write)
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
+
+
+def _sync_command(name: str) -> Callable[[Actor], Callable[..., Any] | None]:
+    return lambda actor: actor._wes_commands.get(name)
+
+
+def _any_command(name: str) -> Callable[[Actor], Callable[..., Any] | None]:
+    return lambda actor: actor._wes_commands.get(name) or actor._wes_async_commands.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +72,17 @@ class ActorConf:
     registry: Registry
     own_key: bool
     writer: Writer  # the node's writer for `store`
+    # Actor claims are named by storage key, so two ids with one key exclude each other: in
+    # the node's registry under "" (across every type), in a type's own registry under the
+    # type's name (`Node._registry_of` finds the registry from it).
+    scope: str
 
     def key(self, name: str | int) -> str:
         return self.cls.key(name) if self.own_key else f"{self.name}/{name}"
+
+    def claim_ident(self, name: str | int) -> Ident:
+        """The registry name of the actor `name`'s claim: its scope and storage key."""
+        return (self.scope, self.key(name))
 
 
 class Timer:
@@ -236,10 +248,27 @@ class Channel:
     # -- commands ---------------------------------------------------------------------------
 
     def apply_sync(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Apply a command whose handlers are all synchronous; raises what a handler raised.
-        Returns whether any actor handled it."""
+        """Apply a command whose handlers are all synchronous; raises what a handler raised,
+        or `Refused` (nothing ran) if the arguments do not bind. Returns whether any actor
+        handled it."""
+        actors = self.actors
+        if len(actors) == 1:
+            # The usual channel: Python's own binding is the check (see `_arguments`).
+            actor = actors[0]
+            handler = actor._wes_commands.get(name)
+            if handler is None:
+                return False
+            try:
+                handler(actor, *args, **kwargs)
+            except TypeError as exc:
+                if binding_failed(exc):
+                    raise Refused(invalid("command", name, actor, handler, args, kwargs)) from None
+                raise
+            actor._wes_dirty = True
+            return True
+        check("command", name, actors, _sync_command(name), args, kwargs)
         handled = False
-        for actor in self.actors:
+        for actor in actors:
             handler = actor._wes_commands.get(name)
             if handler is not None:
                 actor._wes_dirty = True
@@ -248,7 +277,9 @@ class Channel:
         return handled
 
     async def apply(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Apply a command that may have async handlers; the caller holds the turn."""
+        """Apply a command that may have async handlers; the caller holds the turn. Raises
+        `Refused` (nothing ran) if the arguments do not bind to a handler."""
+        check("command", name, self.actors, _any_command(name), args, kwargs)
         handled = False
         for actor in self.actors:
             handler = actor._wes_commands.get(name)
@@ -288,6 +319,8 @@ class Channel:
             self.last_active = self.node.now()
             try:
                 handled = await self.apply(name, args, kwargs)
+            except Refused as refused:
+                raise refused.error from None
             except BaseException as exc:
                 await self.crash(exc)
                 raise
@@ -344,10 +377,11 @@ class Channel:
             try:
                 data = encode(actor.to_state())
             except Exception as exc:
-                raise StateNotEncodable(
-                    f"cannot encode the state of actor {ident!r}: {exc}"
-                ) from exc
-            write = _write((conf.key(ident[1]), data, conf.cls.version, actor._wes_claim.token))
+                error = StateNotEncodable(f"cannot encode the state of actor {ident!r}: {exc}")
+                error.actor = ident  # type: ignore[attr-defined] # for the log of failing saves
+                raise error from exc
+            claim = actor._wes_claim  # named by the storage key, computed once per actor
+            write = _write((claim.ident[1], data, conf.cls.version, claim.token))
             batch = batches.get(conf.writer)
             if batch is None:
                 batches[conf.writer] = [write]
@@ -411,6 +445,9 @@ class Channel:
             # The write may have landed after a new owner read the store: it cannot count.
             raise LeaseLost(f"channel {self.id!r} lost its lease while it was saving")
         node.event("save", "ok", self.id, now - started if node.stats.timed else None)
+        failing = node.sweep.failing
+        if failing and self in failing:
+            node.sweep.save_worked(self, now)
 
     async def save_or_die(self) -> None:
         """A durable save: if it fails, memory is ahead of the store, so the channel stops
@@ -423,12 +460,14 @@ class Channel:
             raise
 
     def periodic_save_failed(self, exc: BaseException) -> None:
-        """A periodic save failed: a fenced or late write stops the channel (lease lost);
-        anything else is counted and retried while the channel runs on."""
+        """A periodic save (or a final one that leaves the channel running) failed: a fenced
+        or late write stops the channel (lease lost); anything else is counted, logged and
+        retried while the channel runs on."""
         if isinstance(exc, StaleToken | LeaseLost):
             self.crash_later(exc, lease_lost=True)
         else:
             self.node.event("save", "error", self.id, error=exc)
+            self.node.sweep.save_failed(self, exc)
 
     def retry_save_later(self) -> None:
         """After a failed save, try again with exponential backoff (periodic channels; a
@@ -444,6 +483,7 @@ class Channel:
     async def stop_in_turn(self, reason: str) -> None:
         """Stop normally: save, release every claim. A failed save raises and the channel
         keeps running, so no state is dropped silently."""
+        await self.deactivate(self.actors, reason)
         try:
             await self.save()
         except (StaleToken, LeaseLost) as exc:
@@ -451,19 +491,29 @@ class Channel:
             await self.crash(exc, lease_lost=True)
             raise
         except BaseException as exc:
-            self.node.event("save", "error", self.id, error=exc)
+            self.periodic_save_failed(exc)  # counted and logged; it runs on, dirty
             raise
         claims = self.detach()
         await self.node.leases.release(claims)
         self.node.event("stop", reason, self.id)  # after the release: stopped means free
 
     async def leave_in_turn(self, leaving: list[Actor]) -> None:
+        await self.deactivate(leaving, "leave")
         await self.save()
         gone = [actor for actor in leaving if actor._wes_ch is self]
         for actor in gone:
             self.remove(actor)
             self.node.forget_actor(actor)
         await self.node.leases.release([actor._wes_claim for actor in gone])
+
+    async def deactivate(self, actors: Sequence[Actor], reason: str) -> None:
+        """Run the actors' `on_deactivate` hooks before a final save; one that raises kills
+        the channel unsaved, like a command's exception, and the error propagates."""
+        try:
+            await deactivate(self, actors, reason)
+        except BaseException as exc:
+            await self.crash(exc)
+            raise
 
     def detach(self) -> list[Claim]:
         """Take the channel out of the node at once; return the claims to release."""
@@ -473,11 +523,16 @@ class Channel:
         for actor in self.actors:
             actor._wes_ch = None
         self.timers = None
+        failing = self.node.sweep.failing
+        if failing:
+            failing.pop(self, None)  # a streak of failing saves ends with the channel
         return claims
 
     async def crash(self, exc: BaseException, *, lease_lost: bool = False) -> None:
         """Stop without saving; the next start sees the last persisted states."""
         if self.running:
+            if not lease_lost:
+                note_expected(exc, self.actors)
             claims = self.detach()
             await self._released(claims, "lease_lost" if lease_lost else type(exc).__name__, exc)
 
@@ -485,6 +540,8 @@ class Channel:
         """Crash from a callback: stopped at once, the claims released by a task the node
         tracks."""
         if self.running:
+            if not lease_lost:
+                note_expected(exc, self.actors)
             claims = self.detach()
             reason = "lease_lost" if lease_lost else type(exc).__name__
             self.node.spawn(self._released(claims, reason, exc))
@@ -536,7 +593,8 @@ class Channel:
 
     async def stop_idle(self) -> None:
         # A failed save was counted; the channel runs on and retries after another period.
-        with contextlib.suppress(WesError):
+        # An on_deactivate hook that raised killed the channel, and that was counted too.
+        with contextlib.suppress(Exception):
             await self.stop_in_turn("idle")
         if self.running:
             self.last_active = self.node.now()  # retry after another idle period

@@ -4,7 +4,8 @@ reaches the caller unchanged and is never wrapped.
     WesError
     ├── UsageError                  you asked for something wrong
     │   ├── InvalidId               an id that is not a (str, str | int) tuple
-    │   ├── InvalidName             a command or read name that is not a str
+    │   ├── InvalidName             a bad command or read name, or one that clashes with Actor
+    │   ├── InvalidArguments        arguments that do not bind to a handler's signature
     │   ├── InvalidSpec             a spec of the wrong shape
     │   ├── InvalidConfig           a bad channel_type / actor_type setting
     │   ├── UnknownChannelType
@@ -44,7 +45,13 @@ class InvalidId(UsageError, TypeError):
 
 
 class InvalidName(UsageError, TypeError):
-    """A command or read name is not a `str`."""
+    """A command or read name is not a `str`, or a handler or attribute name would replace a
+    member of `wes.Actor`."""
+
+
+class InvalidArguments(UsageError, TypeError):
+    """A command's or read's arguments do not bind to a handler's signature; no actor ran and
+    the channel runs on unchanged."""
 
 
 class InvalidSpec(UsageError, TypeError):

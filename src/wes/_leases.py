@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._abc import Claim, ClaimKind, Ident, NameTaken, Registry
@@ -45,9 +45,12 @@ class Leases:
         holder: Hashable,
         registry: Registry,
         lease: float,
+        *,
+        actor_of: Mapping[Ident, Ident] | None = None,
     ) -> list[Claim]:
         """Claim all names or none; a taken name is `ChannelAlreadyStarted` or
-        `ActorAlreadyLocked`, a failing registry `RegistryUnavailable`."""
+        `ActorAlreadyLocked`, a failing registry `RegistryUnavailable`. `actor_of` maps an
+        actor claim's name (its scope and storage key) to the actor id, for messages."""
         try:
             return await registry.claim(names, holder, lease)
         except NameTaken as taken:
@@ -62,8 +65,10 @@ class Leases:
                 raise ChannelAlreadyStarted(
                     f"channel {taken.ident!r} is already running at {taken.holder!r}"
                 ) from None
+            actor = (actor_of or {}).get(taken.ident, taken.ident)
             raise ActorAlreadyLocked(
-                f"actor {taken.ident!r} is active in channel {taken.holder!r}"
+                f"actor {actor!r} is locked: its storage key {taken.ident[1]!r} is held by an "
+                f"actor active in channel {taken.holder!r}"
             ) from None
         except WesError:
             raise
@@ -180,12 +185,15 @@ class Leases:
                 log.warning("lease renewal failed: %r", exc)
                 results = [None] * len(group)
             verdict.update(zip(map(id, group), results, strict=True))
-        outcome: dict[Channel, bool | None] = {}
+        answers: dict[Channel, list[bool | None]] = {}
         for ch, claim in zip(owners, claims, strict=True):
-            if outcome.get(ch, True) is not False:  # one lost claim loses the channel
-                outcome[ch] = verdict[id(claim)] if outcome.get(ch, True) else None
-        for ch, renewed in outcome.items():
-            if renewed is None:
+            answers.setdefault(ch, []).append(verdict[id(claim)])
+        # Whatever the order of a channel's claims: one lost claim loses the channel; else
+        # one unanswered leaves it serving until its deadline (the next sweep retries).
+        for ch, got in answers.items():
+            if False in got:
+                ch.renewed(False, sent_at)
+            elif None in got:
                 ch.renew_failed()
             else:
-                ch.renewed(renewed, sent_at)
+                ch.renewed(True, sent_at)

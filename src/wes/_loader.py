@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._abc import Claim, Ident, Record, Store
-from ._actor import Actor
+from ._abc import Claim, Codec, Ident, Record, Store
+from ._actor import Actor, check_instance_names
 from ._channel import ActorConf
 from ._errors import (
     ActorAlreadyExists,
@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 
 
 async def build_actors(node: Node, specs: list[Spec], claims: dict[Ident, Claim]) -> list[Actor]:
-    """The actors of `specs`, each holding its claim; raises the first spec error."""
+    """The actors of `specs`, each holding its claim (by actor id; a claim is named by the
+    actor's storage key); raises the first spec error."""
     confs = [node.actor_conf(spec.actor[0]) for spec in specs]
-    keys = [conf.key(spec.actor[1]) for spec, conf in zip(specs, confs, strict=True)]
+    keys = [str(claims[spec.actor].ident[1]) for spec in specs]
     records = await _read(confs, keys)
     actors = []
     for spec, conf, key in zip(specs, confs, keys, strict=True):
@@ -55,7 +56,7 @@ def _build(node: Node, spec: Spec, conf: ActorConf, key: str, record: Record | N
         return _create(conf.cls, spec)
     if spec.mode == "create":
         raise ActorAlreadyExists(f"actor {spec.actor!r} is already in the store (key {key!r})")
-    actor = _decode(node, conf, key, record)
+    actor = decode(node.codec, conf, key, record)
     _init_slots(actor, spec.actor, dirty=False)
     return actor
 
@@ -64,6 +65,7 @@ def _create(cls: type[Actor], spec: Spec) -> Actor:
     actor = cls.__new__(cls)
     _init_slots(actor, spec.actor, dirty=True)  # so that `self.id` works in __init__
     cls.__init__(actor, *spec.args)
+    check_instance_names(actor)
     return actor
 
 
@@ -73,10 +75,23 @@ def _init_slots(actor: Actor, ident: Ident, *, dirty: bool) -> None:
     actor._wes_dirty = dirty
 
 
-def _decode(node: Node, conf: ActorConf, key: str, record: Record) -> Actor:
+async def read_stored(codec: Codec, conf: ActorConf, ident: Ident) -> Actor | None:
+    """The actor `ident` as its store holds it, decoded and migrated but not activated (no
+    claim, no channel, no hooks), or `None` if the store does not hold it."""
+    key = conf.key(ident[1])
+    record = (await _read([conf], [key])).get(key)
+    if record is None:
+        return None
+    actor = decode(codec, conf, key, record)
+    _init_slots(actor, ident, dirty=False)
+    return actor
+
+
+def decode(codec: Codec, conf: ActorConf, key: str, record: Record) -> Actor:
+    """Decode and migrate a stored record; any failure is `StateNotLoadable` naming `key`."""
     cls = conf.cls
     try:
-        state: Any = node.codec.decode(record.data)
+        state: Any = codec.decode(record.data)
         if record.version > cls.version:
             raise ValueError(
                 f"stored version {record.version} is newer than {cls.__qualname__}.version "
@@ -89,6 +104,7 @@ def _decode(node: Node, conf: ActorConf, key: str, record: Record) -> Actor:
         actor = cls.from_state(state)
         if not isinstance(actor, cls):
             raise TypeError(f"from_state() returned {actor!r}, not a {cls.__qualname__}")
+        check_instance_names(actor)
     except Exception as exc:
         raise StateNotLoadable(
             f"stored state at key {key!r} (version {record.version}) cannot be loaded as "

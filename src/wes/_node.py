@@ -14,8 +14,9 @@ from typing import Any, Literal, Self
 
 from ._abc import Claim, ClaimKind, Codec, Ident, Registry, Stats, Store
 from ._actor import Actor, has_own_key
+from ._arguments import Refused, arity, binding_failed, invalid
 from ._backends.memory import MemoryRegistry
-from ._channel import ActorConf, Channel, ChannelConf, _holding
+from ._channel import ActorConf, Channel, ChannelConf
 from ._codec import JsonCodec
 from ._errors import (
     ActorAlreadyInChannel,
@@ -25,6 +26,7 @@ from ._errors import (
     ChannelNotStarted,
     InvalidConfig,
     InvalidName,
+    InvalidSpec,
     NodeNotRunning,
     UnknownActorType,
     UnknownChannelType,
@@ -32,10 +34,12 @@ from ._errors import (
     WesError,
 )
 from ._leases import Leases
-from ._loader import build_actors
+from ._lifecycle import activate
+from ._loader import build_actors, read_stored
 from ._specs import Spec, as_specs, check_id
 from ._stats import NullStats
 from ._sweep import SaveSweep
+from ._turn import _holding
 from ._wheel import Wheel
 from ._writer import Writer
 
@@ -52,6 +56,14 @@ class ChannelRef:
     id: Ident
     owner: str
     actors: tuple[Ident, ...]
+
+
+def _check_type_name(kind: str, name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise InvalidConfig(f"{kind} type must be a non-empty str, not {name!r}")
+    if "/" in name:
+        # A storage key is f"{type}/{name}": a "/" in the type would let two ids share one.
+        raise InvalidConfig(f"{kind} type {name!r} contains '/', which separates storage keys")
 
 
 def _positive(what: str, value: Any, *, optional: bool) -> float | None:
@@ -121,13 +133,19 @@ class Node:
         registry: Registry | None = None,
     ) -> None:
         """Register an actor class under `type`, optionally with its own store and registry."""
-        if not isinstance(type, str) or not type:
-            raise InvalidConfig(f"actor type must be a non-empty str, not {type!r}")
+        _check_type_name("actor", type)
         if not (isinstance(cls, _type) and issubclass(cls, Actor)):
             raise InvalidConfig(f"actor type {type!r}: {cls!r} is not a wes.Actor subclass")
         store = store or self.store
+        own_registry = registry is not None and registry is not self.registry
         self._actor_types[type] = ActorConf(
-            type, cls, store, registry or self.registry, has_own_key(cls), self.writer(store)
+            type,
+            cls,
+            store,
+            registry or self.registry,
+            has_own_key(cls),
+            self.writer(store),
+            type if own_registry else "",
         )
 
     def channel_type(
@@ -141,8 +159,7 @@ class Node:
         registry: Registry | None = None,
     ) -> None:
         """Register a channel type and its timeouts, lease and durability."""
-        if not isinstance(type, str) or not type:
-            raise InvalidConfig(f"channel type must be a non-empty str, not {type!r}")
+        _check_type_name("channel", type)
         where = f"channel type {type!r}"
         idle = _positive(f"{where}: idle_timeout", idle_timeout, optional=True)
         interval = _positive(f"{where}: save_interval", save_interval, optional=True)
@@ -317,7 +334,8 @@ class Node:
     def _registry_of(self, claim: Claim) -> Registry:
         if claim.kind == "channel":
             return self._channel_types[claim.ident[0]].registry
-        return self._actor_types[claim.ident[0]].registry
+        scope = claim.ident[0]  # see `ActorConf.scope`
+        return self.registry if not scope else self._actor_types[scope].registry
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -384,6 +402,8 @@ class Node:
             ch.last_active = started
             try:
                 handled = ch.apply_sync(name, args, kwargs)
+            except Refused as refused:  # nothing ran: the channel runs on unchanged
+                raise refused.error from None
             except BaseException as exc:
                 await ch.crash(exc)
                 raise
@@ -424,7 +444,12 @@ class Node:
         if handler is None or ch.busy:
             return await self._read_slow(a, ch, name, args, kwargs)
         ch.last_active = self._loop.time()  # type: ignore[union-attr]
-        return handler(a, *args, **kwargs)
+        try:
+            return handler(a, *args, **kwargs)
+        except TypeError as exc:
+            if binding_failed(exc):  # Python's own binding is the check (see `_arguments`)
+                raise invalid("read", name, a, handler, args, kwargs) from None
+            raise
 
     async def _read_counted(
         self, a: Actor, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -444,6 +469,8 @@ class Node:
         handler = a._wes_reads.get(name) or a._wes_async_reads.get(name)
         if handler is None:
             raise UnknownRead(f"actor {a._wes_id!r} has no read {name!r}")
+        if not arity(type(a), handler).fits(args, kwargs):
+            raise invalid("read", name, a, handler, args, kwargs)
         await ch.take_turn()
         try:
             if a._wes_ch is not ch:
@@ -472,6 +499,18 @@ class Node:
             raise conf_error
         ch = self._channels.get(channel)
         return None if ch is None else self._ref(ch)
+
+    async def stored(self, actor: Ident) -> Actor | None:
+        """The actor as its store holds it (decoded and migrated), or `None` if the store
+        does not hold it. It is not activated: no claim, no channel, no hooks, so it says
+        nothing of an active copy's unsaved changes. Raises `StateNotLoadable` or
+        `StoreUnavailable`."""
+        self._check_running()
+        check_id(actor, "actor")
+        conf = self._actor_types.get(actor[0])
+        if conf is None:
+            raise UnknownActorType(f"actor type {actor[0]!r} of {actor!r} is not registered")
+        return await read_stored(self.codec, conf, actor)
 
     def _ref(self, ch: Channel) -> ChannelRef:
         return ChannelRef(ch.id, self.address, tuple(a._wes_id for a in ch.actors))
@@ -551,12 +590,19 @@ class Node:
             try:
                 actors = await self._load(ch, specs)
             except BaseException:
+                ch.claim = None  # never started: a wheel entry its hooks made finds it stopped
                 await self.leases.release(claims)
                 raise
             self._channels[channel] = ch
             self._attach(ch, actors)
             self.event("start", "channel", channel)
             ch.reschedule()
+            if ch.pending is not None:  # an on_activate hook asked to stop or to leave
+                await ch.take_turn()
+                try:
+                    await ch.finish()
+                finally:
+                    ch.pass_turn()
             return ch
         finally:
             del self._starting[channel]
@@ -583,6 +629,8 @@ class Node:
                 await self.leases.release([a._wes_claim for a in actors])
                 raise ChannelNotStarted(f"channel {ch.id!r} stopped")
             self._attach(ch, actors)
+            if ch.pending is not None:  # an on_activate hook asked to stop or to leave
+                await ch.finish()
         finally:
             ch.pass_turn()
 
@@ -603,18 +651,30 @@ class Node:
                 )
 
     async def _load(self, ch: Channel, specs: list[Spec]) -> list[Actor]:
-        """Claim the actors for the channel, then build them; all or nothing."""
-        by_registry: dict[Registry, list[Ident]] = {}
+        """Claim the actors for the channel, build them, run their `on_activate` hooks; all
+        or nothing."""
+        by_registry: dict[Registry, list[tuple[ClaimKind, Ident]]] = {}
+        actor_of: dict[Ident, Ident] = {}  # claim name -> actor id
         for spec in specs:
-            registry = self._actor_types[spec.actor[0]].registry
-            by_registry.setdefault(registry, []).append(spec.actor)
+            conf = self._actor_types[spec.actor[0]]
+            name = conf.claim_ident(spec.actor[1])
+            other = actor_of.setdefault(name, spec.actor)
+            if other != spec.actor:
+                raise InvalidSpec(
+                    f"actors {other!r} and {spec.actor!r} have one storage key {name[1]!r}: "
+                    f"they are one stored state, and only one of them can be active"
+                )
+            by_registry.setdefault(conf.registry, []).append(("actor", name))
         claims: list[Claim] = []
         try:
-            for registry, idents in by_registry.items():
-                names: list[tuple[ClaimKind, Ident]] = [("actor", i) for i in idents]
-                claims += await self.leases.claim(names, ch.id, registry, ch.conf.lease)
-            by_id = {c.ident: c for c in claims}
-            return await build_actors(self, specs, by_id)
+            for registry, names in by_registry.items():
+                claims += await self.leases.claim(
+                    names, ch.id, registry, ch.conf.lease, actor_of=actor_of
+                )
+            by_actor = {actor_of[c.ident]: c for c in claims}
+            actors = await build_actors(self, specs, by_actor)
+            await activate(ch, actors)
+            return actors
         except BaseException:
             await self.leases.release(claims)
             raise

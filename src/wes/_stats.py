@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 
 from ._abc import Ident, Stats
+from ._actor import is_expected
 
 log = logging.getLogger("wes.stats")
 
@@ -79,7 +80,8 @@ class LoggingStats(Stats):
     """Logs every event on the `wes.stats` logger, one record per event.
 
     Routine events go out at `level` (DEBUG by default); a failed save at WARNING, a stop by
-    lease loss at WARNING and a stop by any other exception at ERROR. Each record carries the
+    lease loss at WARNING, a stop by an exception the actor class lists in `expected_errors`
+    at INFO without a traceback, and a stop by any other exception at ERROR. Each record carries the
     event's fields in its `wes` attribute (`kind`, `name`, `ident`, and `seconds`, `error`,
     `error_message` when known), which `wes.configure_logging` renders as JSON or key=value.
 
@@ -124,6 +126,8 @@ class LoggingStats(Stats):
         if kind == "stop":
             level = logging.WARNING if name == "lease_lost" else logging.ERROR
             show = self._shown.pop(ident, None) is not error
+            if is_expected(error):  # a refusal the actor class declared: no crash
+                level, show = logging.INFO, False
         else:
             level = logging.WARNING
             show = True

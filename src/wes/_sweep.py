@@ -14,16 +14,22 @@ Between two chunks the sweep yields to the loop, for two reasons: a writer can s
 chunk while the next one is being encoded (the store works on its own thread or server, the
 encoding on the loop, so the two overlap), and commands and timers of other channels are not
 held up for the whole sweep: 20,000 channels due at once are ~100 ms of encoding.
+
+A save that keeps failing is logged on the `wes` logger at WARNING: once when the streak of
+failures begins, then at most every `FAILING_LOG_INTERVAL` seconds while it lasts, and once
+when a save works again. Only channels in a streak have an entry (`SaveSweep.failing`), so a
+healthy channel pays nothing for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._abc import Write
+    from ._abc import Ident, Write
     from ._channel import Channel
     from ._node import Node
     from ._writer import Group, Writer
@@ -35,6 +41,10 @@ the first write starts at once, and later ones double up to `CHUNK` (about a mil
 work)."""
 RESOLUTION = 0.001  # seconds per save bucket
 BUSY_DELAY = 0.002  # a channel busy when its bucket is due tries again this much later
+FAILING_LOG_INTERVAL = 10.0
+"""Seconds between two log lines of one channel's failing saves, after the streak's first."""
+
+log = logging.getLogger("wes")
 
 
 class _Bucket:
@@ -99,6 +109,18 @@ class _Chunk:
         return errors
 
 
+class _Streak:
+    """The failing saves of one channel, from the first failure to the next save that works."""
+
+    __slots__ = ("began", "failures", "logged_at", "unlogged")
+
+    def __init__(self, now: float) -> None:
+        self.began = now
+        self.failures = 1
+        self.logged_at = now  # the streak's first failure is logged at once
+        self.unlogged = 0  # failures since the last line
+
+
 class SaveSweep:
     """Collects channels due for a periodic save (each with its turn taken) and saves them in
     one task per loop iteration."""
@@ -107,6 +129,70 @@ class SaveSweep:
         self._node = node
         self._buckets: dict[int, _Bucket] = {}
         self._due: list[Channel] = []
+        # The channels whose saves are failing; an entry leaves when a save works again or
+        # the channel stops. Empty in the usual case, which is all the fast paths look at.
+        self.failing: dict[Channel, _Streak] = {}
+
+    def save_failed(self, ch: Channel, exc: BaseException) -> None:
+        """A save of running channel `ch` failed and will be tried again: log it, at the start
+        of a streak and then at most every `FAILING_LOG_INTERVAL` seconds."""
+        node = self._node
+        if not isinstance(exc, Exception) or not ch.running or not node.is_running:
+            return  # cancelled, stopped, or the node's exit, which logs its own failures
+        now = node.now()
+        streak = self.failing.get(ch)
+        if streak is None:
+            self.failing[ch] = _Streak(now)
+            log.warning(
+                "saves of channel %r are failing, retried with backoff: %s: %s",
+                ch.id,
+                type(exc).__name__,
+                exc,
+                extra={"wes": _fields(ch.id, exc, 1, 1, 0.0)},
+            )
+            return
+        streak.failures += 1
+        streak.unlogged += 1
+        if now - streak.logged_at < FAILING_LOG_INTERVAL:
+            return
+        log.warning(
+            "saves of channel %r still failing: %d failures in the last %.0f s, %d since the "
+            "first %.0f s ago: %s: %s",
+            ch.id,
+            streak.unlogged,
+            now - streak.logged_at,
+            streak.failures,
+            now - streak.began,
+            type(exc).__name__,
+            exc,
+            extra={
+                "wes": _fields(ch.id, exc, streak.unlogged, streak.failures, now - streak.began)
+            },
+        )
+        streak.logged_at = now
+        streak.unlogged = 0
+
+    def save_worked(self, ch: Channel, now: float) -> None:
+        """A save of `ch` worked: end its streak of failures, if it had one, with a line."""
+        streak = self.failing.pop(ch, None)
+        if streak is None:
+            return
+        seconds = now - streak.began
+        # At WARNING like the streak's other lines: a reader who filters at WARNING sees
+        # the failures end, not only begin.
+        log.warning(
+            "saves of channel %r work again after %d failures over %.1f s",
+            ch.id,
+            streak.failures,
+            seconds,
+            extra={
+                "wes": {
+                    "channel": ch.id,
+                    "failures_total": streak.failures,
+                    "failing_seconds": seconds,
+                }
+            },
+        )
 
     def schedule(self, ch: Channel, when: float) -> None:
         """Save `ch` at loop time `when` (to the next millisecond), if it is dirty then."""
@@ -200,11 +286,14 @@ class SaveSweep:
         node = self._node
         now = node.now()
         counted = node.counts_events
+        failing = self.failing
         for ch, error in zip(chunk.begun, chunk.errors(), strict=True):
             if ch.claim is None:
                 continue  # it crashed meanwhile; nothing to count or retry
             if error is None and now < ch.lease_until and not counted:
                 ch.save_retry = None  # the usual case, without a call per channel
+                if failing and ch in failing:
+                    self.save_worked(ch, now)
                 continue
             try:
                 ch.end_save(chunk.started, error, now)
@@ -218,3 +307,18 @@ class SaveSweep:
                 ch.busy = False
             else:
                 ch.pass_turn()
+
+
+def _fields(
+    channel: Ident, exc: BaseException, failures: int, total: int, seconds: float
+) -> dict[str, object]:
+    """The structured fields of a line about failing saves (`wes.configure_logging`)."""
+    return {
+        "channel": channel,
+        "actor": getattr(exc, "actor", None),  # the one whose state could not be encoded
+        "error": type(exc).__name__,
+        "error_message": str(exc),
+        "failures": failures,
+        "failures_total": total,
+        "failing_seconds": seconds,
+    }
