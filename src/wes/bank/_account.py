@@ -10,7 +10,7 @@ happens whole or not at all.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from .._actor import Actor, command, read
 
@@ -144,6 +144,15 @@ def account(name: str) -> tuple[str, str]:
 
 class Account(Actor):
     """A bank account: its balance, never below zero nor above `MAX_BALANCE`."""
+
+    # The bank's refusals: the session still ends unsaved and the caller gets the exception,
+    # but logs report them as refusals (INFO, no traceback), not as crashes. `InvalidRequest`
+    # only reaches a handler from a caller that skipped `Bank`'s checks.
+    expected_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        InsufficientFunds,
+        BalanceLimitExceeded,
+        InvalidRequest,
+    )
 
     def __init__(self, balance: int = 0) -> None:
         if type(balance) is not int or not 0 <= balance <= MAX_BALANCE:

@@ -9,6 +9,7 @@ stopping: the request was not acknowledged.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from .._errors import (
 from .._node import Node
 from .._prometheus import PrometheusStats
 from ._account import (
+    MAX_AMOUNT,
     AccountExists,
     AccountLocked,
     AccountNotFound,
@@ -299,18 +301,49 @@ async def _body(request: Request) -> dict[str, Any]:
             400, "invalid_json", "the client went away before sending the body"
         ) from None
     try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, RecursionError):  # also bad UTF-8, and a number of 4300+ digits
+        body = json.loads(b"".join(chunks), parse_int=_parse_int)
+    except (ValueError, RecursionError):  # also bad UTF-8
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body
 
 
+_MAX_DIGITS = sys.int_info.str_digits_check_threshold
+"""Integer literals longer than this (640 digits) are not converted: `int()` may refuse them
+(Python's limit, 4300 digits by default, can be set as low as this), and no field of a bank
+request holds a number anywhere near that long."""
+
+
+class _HugeInt:
+    """An integer literal of more than `_MAX_DIGITS` digits, kept unconverted: valid JSON,
+    out of range for every field."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
+def _parse_int(literal: str) -> int | _HugeInt:
+    digits = len(literal.lstrip("-"))
+    return int(literal) if digits <= _MAX_DIGITS else _HugeInt(digits)
+
+
 def _field(body: dict[str, Any], name: str) -> Any:
     if name not in body:
         raise ApiError(400, "invalid_request", f"the body needs the field {name!r}")
-    return body[name]
+    value = body[name]
+    if isinstance(value, _HugeInt):
+        if name == "amount":  # the words of `check_amount`
+            rule = f"an amount must be from 1 to {MAX_AMOUNT}"
+        else:
+            rule = f"the field {name!r} is out of range"
+        raise ApiError(400, "invalid_request", f"{rule}, not {value!r}")
+    return value
 
 
 async def _index(request: Request) -> Response:
