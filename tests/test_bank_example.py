@@ -13,13 +13,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import wes
+from wes.abc import Write
 from wes.bank import (
+    ACCOUNT,
     MAX_AMOUNT,
     MAX_BALANCE,
+    SESSION,
     Account,
     AccountExists,
     AccountLocked,
@@ -255,6 +259,38 @@ async def test_acknowledged_commands_are_stored(tmp_path: Path) -> None:
             "account/alice": {"balance": 90},
             "account/bob": {"balance": 110},
         }
+
+
+class CentsAccount(Account):
+    """Version 2 of the account; version 1 stored the balance under "cents"."""
+
+    version = 2
+
+    @classmethod
+    def migrate(cls, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+        return {"balance": state["cents"]}
+
+
+async def test_balance_at_rest_is_the_stored_actor() -> None:
+    """The balance of an account in no session is its stored state as the node's own class
+    decodes and migrates it (`node.stored`), read without activating or locking it."""
+    store = wes.MemoryStore()
+    old = wes.JsonCodec().encode({"cents": 42})
+    assert await store.write([[Write("account/alice", old, 1, 1)]]) == [None]
+    node = wes.Node(store=store)
+    node.actor_type(ACCOUNT, CentsAccount)
+    node.channel_type(SESSION, durability="command")
+    async with node:
+        bank = Bank(node)
+        assert await bank.balance("ann", "alice") == 42
+        assert await node.status(session("ann")) is None
+        with pytest.raises(AccountNotFound):
+            await bank.balance("ann", "nobody")
+        assert await bank.open("eve", "alice") == (False, 42)  # nobody holds it
+        await bank.insert("eve", "alice", 8)
+        await bank.logout("eve")
+        assert await bank.balance("ann", "alice") == 50
+        assert (await store.read(["account/alice"]))["account/alice"].version == 2
 
 
 def test_account_refuses_bad_opening_balance() -> None:

@@ -26,8 +26,6 @@ from .._errors import (
     ActorNotFound,
     ChannelAlreadyStarted,
     ChannelNotStarted,
-    StoreUnavailable,
-    WesError,
 )
 from .._node import ChannelRef, Node
 from .._specs import Spec, create, load
@@ -230,20 +228,11 @@ class Bank:
         return balance
 
     async def _stored_balance(self, name: str) -> int:
-        conf = self.node.actor_conf(ACCOUNT)
-        key = conf.key(name)
-        try:
-            record = (await conf.store.read([key])).get(key)
-        except WesError:
-            raise
-        except Exception as exc:
-            raise StoreUnavailable(f"store read failed: {exc!r}") from exc
-        if record is None:
+        stored = await self.node.stored(account(name))
+        if stored is None:
             raise AccountNotFound(name)
-        state = self.node.codec.decode(record.data)
-        if record.version < Account.version:
-            state = Account.migrate(state, record.version)
-        return Account.from_state(state).balance
+        assert isinstance(stored, Account), stored  # the node registers Account as "account"
+        return stored.balance
 
 
 class _KeyedLocks:
