@@ -132,6 +132,42 @@ def test_errors_are_a_bounded_ring_newest_first() -> None:
     assert all(isinstance(e.message, str) for e in errors)
 
 
+def test_failing_saves_are_listed_until_a_save_works_or_the_channel_stops() -> None:
+    """A channel is listed from its first failed save, with the count, the time of the first
+    failure and the latest error, until a save of it works or it stops."""
+    wall = FakeClock(1_700_000_000.0)
+    live = LiveStats(wall_clock=wall)
+    a, b = ("session", "a"), ("session", "b")
+    live.event("save", "error", a, error=wes.StoreUnavailable("down"))
+    wall.now += 1
+    live.event("save", "error", b, error=wes.StoreUnavailable("down"))
+    wall.now += 1
+    live.event("save", "error", a, error=OSError("y" * 5000))
+    live.event("save", "ok", b)  # another channel's save working clears only that one
+    [failing] = live.failing_saves()
+    assert (failing.channel, failing.failures, failing.type) == ("session/a", 2, "OSError")
+    assert (failing.since, failing.last) == (1_700_000_000.0, 1_700_000_002.0)
+    assert len(failing.message) == MESSAGE_LIMIT
+    assert live.snapshot()["saves_failing"][0]["failures"] == 2
+    live.event("command", "add", a)
+    assert len(live.failing_saves()) == 1
+    live.event("stop", "normal", a)
+    assert live.failing_saves() == [] and live.snapshot()["saves_failing"] == []
+
+
+def test_failing_saves_are_capped() -> None:
+    """Past `max_failing` channels, further failing channels are left out and the list says it
+    is full, until it empties."""
+    live = LiveStats(max_failing=2)
+    for i in range(4):
+        live.event("save", "error", ("session", i), error=wes.StoreUnavailable("down"))
+    assert [f.channel for f in live.failing_saves()] == ["session/0", "session/1"]
+    assert live.failing_full and live.snapshot()["saves_failing_full"] is True
+    live.event("save", "ok", ("session", 0))
+    live.event("stop", "StoreUnavailable", ("session", 1), error=wes.StoreUnavailable("down"))
+    assert live.failing_saves() == [] and not live.failing_full
+
+
 def test_distinct_names_are_capped() -> None:
     """Past `max_names` distinct names, further names are counted under `OTHER`."""
     live = LiveStats(max_names=3)
@@ -221,6 +257,66 @@ async def test_api_reports_channels_actors_counts_and_errors(tmp_path: Path) -> 
         assert error["channel"] == "session/ann"
         assert (error["kind"], error["type"]) == ("stop", "ValueError")
         assert error["message"] == "<b>overdraft</b> of 45"
+
+
+class Spoilable(Account):
+    """An account that can be given a state JSON cannot hold, and healed."""
+
+    @wes.command
+    def spoil(self) -> None:
+        self.tags = {"vip"}  # a set: every save of it fails
+
+    @wes.command
+    def heal(self) -> None:
+        self.tags = ["vip"]
+
+
+@contextlib.asynccontextmanager
+async def failing_saves_server(tmp_path: Path) -> AsyncIterator[tuple[str, wes.Node, LiveStats]]:
+    """The live routes of a node with periodic saves, one channel whose saves fail."""
+    live = LiveStats()
+    node = wes.Node(store=wes.SqliteStore(str(tmp_path / "live.db")), stats=live)
+    node.actor_type("account", Spoilable)
+    node.channel_type("session", idle_timeout=None, save_interval=0.02)
+    async with node, serving(Starlette(routes=live_routes(node, live))) as url:
+        await node.create_channel(("session", "ann"), [wes.create(("account", "ann-1"))])
+        await node.create_channel(("session", "bob"), [wes.create(("account", "bob-1"))])
+        await node.command(("session", "ann"), "spoil")
+        await wait_until(lambda: live.counts().get(("save", "error"), 0) >= 2)
+        yield url, node, live
+
+
+async def test_api_lists_a_channel_whose_saves_fail_until_they_work(tmp_path: Path) -> None:
+    """`GET /api/live` lists the channel whose periodic saves fail, with its failures, since
+    when and the last error, and drops it once a save works again (its ("save", "ok") event
+    reaches the sink)."""
+    async with (
+        failing_saves_server(tmp_path) as (url, node, live),
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        data = (await http.get("/api/live")).json()
+        [failing] = data["saves_failing"]
+        assert failing["channel"] == "session/ann" and failing["failures"] >= 2
+        assert failing["type"] == "StateNotEncodable"
+        assert "('account', 'ann-1')" in failing["message"]
+        assert failing["since"] <= failing["last"] <= data["time"]
+        assert data["saves_failing_full"] is False
+        saved = live.counts().get(("save", "ok"), 0)
+        await node.command(("session", "ann"), "heal")
+        await wait_until(lambda: live.failing_saves() == [])
+        assert live.counts()[("save", "ok")] > saved
+        assert (await http.get("/api/live")).json()["saves_failing"] == []
+
+
+async def test_a_channel_stopped_while_its_saves_fail_leaves_the_list(tmp_path: Path) -> None:
+    """A channel whose saves fail leaves the list when it stops without a save that works (a
+    command killed it)."""
+    async with failing_saves_server(tmp_path) as (_, node, live):
+        assert [f.channel for f in live.failing_saves()] == ["session/ann"]
+        with pytest.raises(ValueError, match="overdraft"):
+            await node.command(("session", "ann"), "add", -1)
+        assert live.failing_saves() == []
+        assert node.sweep.failing == {}
 
 
 async def test_page_is_self_contained_html(tmp_path: Path) -> None:
@@ -412,3 +508,19 @@ async def test_page_updates_after_a_command_without_reloading(tmp_path: Path) ->
             assert await browser.text("actors") == "2"
             assert await browser.js("window.loadedOnce") is True
             assert int(await browser.js("document.body.dataset.updates")) >= 2
+
+
+async def test_page_lists_a_channel_whose_saves_fail_and_clears_it(tmp_path: Path) -> None:
+    """Chromium shows the channel whose saves fail in the "saves failing" table and card, and
+    "every save works" once a save of it works again."""
+    async with failing_saves_server(tmp_path) as (url, node, _), Browser.launch() as browser:
+        await browser.goto(url + "/")
+        await browser.wait_for("document.getElementById('saves-failing').textContent === '1'")
+        cells = await browser.js(
+            "[...document.querySelectorAll('#failing-rows td')].map(td => td.textContent)"
+        )
+        assert cells[0] == "session/ann" and int(cells[1]) >= 2
+        assert cells[3] == "StateNotEncodable" and "set is not JSON serializable" in cells[4]
+        await node.command(("session", "ann"), "heal")
+        await browser.wait_for("document.getElementById('saves-failing').textContent === '0'")
+        assert await browser.text("failing-rows") == "every save works"

@@ -4,7 +4,9 @@ traceback exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ import pytest
 import wes
 from conftest import wait_until
 from recorder import Recorder
+from wes import _channel, _sweep
 from wes._logging import configure_logging
 from wes._stats import LoggingStats, MultiStats
 from wes.abc import Stats
@@ -254,3 +257,158 @@ async def test_failed_save_at_node_exit_logs_its_traceback_once() -> None:
         ("wes.stats", "stop", "StateNotEncodable"),
     ]
     assert [("traceback" in r) for r in lines] == [True, False, False]
+
+
+# -- failing periodic saves on the `wes` logger ---------------------------------------------
+
+
+class Healing(Counter):
+    @wes.command
+    def heal(self) -> None:
+        self.value = 0
+
+
+def failing_node(stats: Stats, **kw: Any) -> wes.Node:
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("counter", Healing)
+    node.channel_type("session", **{"idle_timeout": None, "save_interval": 0.01, **kw})
+    return node
+
+
+def save_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The records of the `wes` logger itself about saves."""
+    return [r for r in caplog.records if r.name == "wes" and "saves of channel" in r.msg]
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed saves retried every 10-20 ms, so a streak has many failures within a second."""
+    monkeypatch.setattr(_channel, "RETRY_BACKOFF", (0.01, 0.02))
+
+
+async def test_failing_periodic_saves_warn_once_naming_actor_and_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first failure of a periodic save is logged at WARNING on `wes`, naming the channel,
+    the actor whose state cannot be encoded and the cause; the retries that follow within the
+    log interval are not."""
+    caplog.set_level(logging.DEBUG, logger="wes")
+    stats = wes.MemoryStats()
+    async with failing_node(stats) as node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await node.command(SESSION, "unencodable")
+        await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= 3)
+        assert node.live_channels == 1
+    [line] = save_lines(caplog)
+    assert line.levelno == logging.WARNING
+    message = line.getMessage()
+    assert "('session', 's1')" in message and "('counter', 'a')" in message
+    assert "StateNotEncodable" in message and "set is not JSON serializable" in message
+    fields = line.wes  # type: ignore[attr-defined]
+    assert (fields["channel"], fields["actor"], fields["error"]) == (
+        SESSION,
+        A,
+        "StateNotEncodable",
+    )
+    assert fields["failures"] == 1
+
+
+async def test_failing_saves_are_logged_again_at_most_every_interval(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, fast_retries: None
+) -> None:
+    """While saves keep failing, a line comes at most every `FAILING_LOG_INTERVAL` seconds,
+    saying how many failures there were since the line before."""
+    monkeypatch.setattr(_sweep, "FAILING_LOG_INTERVAL", 0.2)
+    caplog.set_level(logging.WARNING, logger="wes")
+    stats = wes.MemoryStats()
+    async with failing_node(stats) as node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await node.command(SESSION, "unencodable")
+        await wait_until(lambda: len(save_lines(caplog)) >= 4)
+        errors = stats.counts()[("save", "error")]
+    lines = save_lines(caplog)
+    first, *repeats = lines
+    assert "are failing" in first.getMessage()
+    assert all("still failing" in r.getMessage() for r in repeats)
+    gaps = [b.created - a.created for a, b in itertools.pairwise(lines)]
+    assert all(gap >= 0.19 for gap in gaps), gaps
+    counts = [r.wes["failures"] for r in repeats]  # type: ignore[attr-defined]
+    assert all(n > 1 for n in counts)  # each line stands for several failures
+    assert f"{counts[0]} failures in the last" in repeats[0].getMessage()
+    assert 1 + sum(counts) == repeats[-1].wes["failures_total"] <= errors  # type: ignore[attr-defined]
+    assert len(lines) < errors / 2
+
+
+@pytest.mark.parametrize("counted", [True, False], ids=["stats", "no-stats"])
+async def test_saves_that_work_again_are_logged_once(
+    caplog: pytest.LogCaptureFixture, fast_retries: None, counted: bool
+) -> None:
+    """When a save works again after failures, one WARNING says so, with the number of failures
+    and how long they lasted, also on the sweep's fast path without stats; saves after it log
+    nothing."""
+    caplog.set_level(logging.WARNING, logger="wes")
+    recorder = Recorder()
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, stats=recorder if counted else None)
+    node.actor_type("counter", Healing)
+    node.channel_type("session", idle_timeout=None, save_interval=0.01)
+    async with node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await node.command(SESSION, "unencodable")
+        await wait_until(lambda: len(save_lines(caplog)) == 1)
+        await asyncio.sleep(0.05)  # a few more failures
+        await node.command(SESSION, "heal")
+        await wait_until(lambda: len(save_lines(caplog)) == 2)
+        await node.command(SESSION, "incr")
+        await wait_until(lambda: b'"value":1' in store._records["counter/a"].data)
+        assert not node.sweep.failing
+    began, recovered = save_lines(caplog)
+    assert "are failing" in began.getMessage()
+    assert recovered.levelno == logging.WARNING
+    failures = recovered.wes["failures_total"]  # type: ignore[attr-defined]
+    assert failures >= 2
+    if counted:
+        assert failures == recorder.count("save", "error")
+    assert recovered.getMessage().startswith(
+        f"saves of channel ('session', 's1') work again after {failures} failures over "
+    )
+    assert recovered.wes["failing_seconds"] >= 0.05  # type: ignore[attr-defined]
+
+
+async def test_a_healthy_channel_logs_nothing_beside_a_failing_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only the channel whose saves fail is logged; a channel beside it whose periodic saves
+    work logs nothing and has no streak entry."""
+    caplog.set_level(logging.DEBUG, logger="wes")
+    stats = wes.MemoryStats()
+    async with failing_node(stats) as node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await node.create_channel(EMPTY, [wes.create(B)])
+        await node.command(SESSION, "unencodable")
+        for _ in range(3):
+            saved = stats.counts().get(("save", "ok"), 0)
+            await node.command(EMPTY, "incr")
+            await wait_until(lambda n=saved: stats.counts().get(("save", "ok"), 0) > n)
+        await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= 2)
+        assert [ch.id for ch in node.sweep.failing] == [SESSION]
+    assert [r.wes["channel"] for r in save_lines(caplog)] == [SESSION]  # type: ignore[attr-defined]
+    assert [r for r in caplog.records if r.name == "wes" and "empty" in r.getMessage()] == []
+
+
+async def test_a_failing_save_at_idle_stop_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A channel without periodic saves whose final save at an idle stop fails logs a WARNING
+    naming the actor, runs on, and logs the recovery when a later idle stop saves."""
+    caplog.set_level(logging.WARNING, logger="wes")
+    stats = wes.MemoryStats()
+    async with failing_node(stats, save_interval=None, idle_timeout=0.05) as node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await node.command(SESSION, "unencodable")
+        await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= 1)
+        [line] = save_lines(caplog)
+        assert line.wes["actor"] == A  # type: ignore[attr-defined]
+        assert node.live_channels == 1
+        await node.command(SESSION, "heal")
+        await wait_until(lambda: stats.counts().get(("stop", "idle"), 0) == 1)
+        assert not node.sweep.failing
+    assert "work again" in save_lines(caplog)[-1].getMessage()

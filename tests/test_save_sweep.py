@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
+import pytest
+
 import wes
 from conftest import wait_until
 from wes import _sweep
@@ -298,3 +300,28 @@ async def test_a_save_interval_beyond_the_wheel_horizon_is_kept_to_the_milliseco
         await stored_soon(store, b'{"value":0}', within=2.0)
         saved_at = loop.time()
         assert 1.3 <= saved_at - dirty_at < 1.5
+
+
+class Breakable(Holder):
+    """A holder whose command `boom` kills its channel."""
+
+    @wes.command
+    def boom(self) -> None:
+        raise ValueError("boom")
+
+
+async def test_a_channel_that_stops_while_its_saves_fail_leaves_no_streak_behind() -> None:
+    """The sweep keeps an entry only for a running channel whose saves are failing: a channel
+    that dies, or is stopped by the node's exit, while its saves fail leaves none behind."""
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
+    node.actor_type("holder", Breakable)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    async with node:
+        for i in (1, 2):
+            await node.create_channel(("c", i), wes.create(("holder", i)))
+            await node.command(("c", i), "spoil")
+        await wait_until(lambda: {ch.id for ch in node.sweep.failing} == {("c", 1), ("c", 2)})
+        with pytest.raises(ValueError, match="boom"):
+            await node.command(("c", 1), "boom")
+        assert [ch.id for ch in node.sweep.failing] == [("c", 2)]
+    assert node.sweep.failing == {}

@@ -1,5 +1,6 @@
-"""The live page of a service: `LiveStats`, a stats sink that keeps a command rate and the
-recent errors, and `live_routes`, a self-updating HTML page at `/` over a JSON endpoint.
+"""The live page of a service: `LiveStats`, a stats sink that keeps a command rate, the
+recent errors and the channels whose saves are failing, and `live_routes`, a self-updating
+HTML page at `/` over a JSON endpoint.
 
 The page is one self-contained document (no CDN, no external asset): its script polls
 `api/live` about once a second and rewrites the numbers and tables in place.
@@ -45,19 +46,41 @@ class LiveError:
     """The exception's message, cut to `MESSAGE_LIMIT` characters."""
 
 
+@dataclass(frozen=True, slots=True)
+class FailingSave:
+    """A channel whose saves are failing: from its first failed save to its next save that
+    works, or its stop."""
+
+    channel: str
+    """The channel, as `type/name`."""
+    failures: int
+    """Failed saves since the first."""
+    since: float
+    """Wall-clock time of the first failure, seconds since the epoch."""
+    last: float
+    """Wall-clock time of the latest failure."""
+    type: str
+    """The latest failure's exception type name."""
+    message: str
+    """The latest failure's message, cut to `MESSAGE_LIMIT` characters."""
+
+
 class LiveStats(Stats):
     """A stats sink for a live view: counts by `(kind, name)`, a sliding-window command rate
-    over per-second buckets, and the last `max_errors` errors.
+    over per-second buckets, the last `max_errors` errors, and the channels whose saves are
+    failing (a `("save", "error")` event adds one, its next `("save", "ok")` or stop clears it).
 
     Memory is bounded: a fixed ring of buckets, at most `max_names` distinct names (the rest
-    count under `(kind, OTHER)`), and a ring of errors that keeps only strings, never the
-    exceptions themselves (their tracebacks would hold whole frames alive).
+    count under `(kind, OTHER)`), a ring of errors that keeps only strings, never the
+    exceptions themselves (their tracebacks would hold whole frames alive), and at most
+    `max_failing` failing channels (`failing_full` says when more may be failing).
 
     Args:
         window: seconds over which `rate()` averages.
         history: seconds of per-second command counts that `history()` returns.
         max_errors: how many recent errors to keep.
         max_names: how many distinct `(kind, name)` pairs to count separately.
+        max_failing: how many channels with failing saves to list.
         clock: a monotonic clock in seconds (tests pass a fake one).
         wall_clock: the clock that stamps errors, seconds since the epoch.
     """
@@ -68,12 +91,15 @@ class LiveStats(Stats):
         history: int = 60,
         max_errors: int = 50,
         max_names: int = 256,
+        max_failing: int = 100,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        if window < 1 or history < 1 or max_errors < 1 or max_names < 1:
-            raise ValueError("window, history, max_errors and max_names must be positive")
+        if min(window, history, max_errors, max_names, max_failing) < 1:
+            raise ValueError(
+                "window, history, max_errors, max_names and max_failing must be positive"
+            )
         self.window = window
         self.history_seconds = history
         self.max_names = max_names
@@ -88,6 +114,9 @@ class LiveStats(Stats):
         self._counts: dict[tuple[str, str], int] = {}
         self._errors: deque[LiveError] = deque(maxlen=max_errors)
         self._error_total = 0
+        self.max_failing = max_failing
+        self._failing: dict[Ident, FailingSave] = {}
+        self._failing_full = False  # a failing channel was left out of a full list
 
     def event(
         self,
@@ -115,6 +144,8 @@ class LiveStats(Stats):
             else:
                 self._secs[i] = sec
                 self._ring[i] = 1
+        elif self._failing and (kind == "stop" or (kind == "save" and error is None)):
+            self._failing_ended(ident)
         if error is not None or (kind == "stop" and name == "lease_lost"):
             self._record_error(kind, name, ident, error)
 
@@ -128,7 +159,26 @@ class LiveStats(Stats):
             type_name, message = type(error).__name__, str(error)
         if len(message) > MESSAGE_LIMIT:
             message = message[: MESSAGE_LIMIT - 1] + "…"
-        self._errors.append(LiveError(self._wall(), kind, _ident_text(ident), type_name, message))
+        now = self._wall()
+        self._errors.append(LiveError(now, kind, _ident_text(ident), type_name, message))
+        if kind == "save" and error is not None:
+            self._save_failed(ident, now, type_name, message)
+
+    def _failing_ended(self, ident: Ident) -> None:
+        """A save of `ident` worked, or it stopped: it is no longer failing."""
+        if self._failing.pop(ident, None) is not None and not self._failing:
+            self._failing_full = False
+
+    def _save_failed(self, ident: Ident, now: float, type_name: str, message: str) -> None:
+        old = self._failing.get(ident)
+        if old is not None:
+            self._failing[ident] = FailingSave(
+                old.channel, old.failures + 1, old.since, now, type_name, message
+            )
+        elif len(self._failing) < self.max_failing:
+            self._failing[ident] = FailingSave(_ident_text(ident), 1, now, now, type_name, message)
+        else:
+            self._failing_full = True
 
     # -- reading --------------------------------------------------------------------------
 
@@ -158,6 +208,15 @@ class LiveStats(Stats):
     def errors(self) -> list[LiveError]:
         """The recent errors, newest first."""
         return list(reversed(self._errors))
+
+    def failing_saves(self) -> list[FailingSave]:
+        """The channels whose saves are failing, longest failing first."""
+        return list(self._failing.values())  # in the order their first failures came
+
+    @property
+    def failing_full(self) -> bool:
+        """Whether a channel with failing saves was left out because the list was full."""
+        return self._failing_full
 
     @property
     def error_total(self) -> int:
@@ -190,6 +249,18 @@ class LiveStats(Stats):
                 }
                 for e in self.errors()
             ],
+            "saves_failing": [
+                {
+                    "channel": f.channel,
+                    "failures": f.failures,
+                    "since": f.since,
+                    "last": f.last,
+                    "type": f.type,
+                    "message": f.message,
+                }
+                for f in self.failing_saves()
+            ],
+            "saves_failing_full": self._failing_full,
         }
 
 
@@ -322,7 +393,15 @@ _PAGE = """<!doctype html>
       <div class="value" id="reads">&ndash;</div></div>
     <div class="card errors"><div class="label">Errors</div>
       <div class="value" id="errors">&ndash;</div></div>
+    <div class="card errors"><div class="label">Saves failing</div>
+      <div class="value" id="saves-failing">&ndash;</div></div>
   </div>
+  <section>
+    <h2>Channels whose saves are failing <small id="saves-failing-note"></small></h2>
+    <table><thead><tr><th>channel</th><th class="num">failures</th><th>since</th><th>type</th>
+    <th>last error</th></tr></thead>
+    <tbody id="failing-rows"></tbody></table>
+  </section>
   <section>
     <h2>Commands per second <small id="chart-note"></small></h2>
     <svg id="chart" viewBox="0 0 600 90" preserveAspectRatio="none" role="img"
@@ -409,12 +488,18 @@ function render(d) {
   text("commands", number.format(kinds.command || 0));
   text("reads", number.format(kinds.read || 0));
   text("errors", number.format(d.error_total));
+  text("saves-failing", number.format(d.saves_failing.length) + (d.saves_failing_full ? "+" : ""));
+  text("saves-failing-note", d.saves_failing_full ? "(the list is full: more may be failing)" : "");
   chart(d.history, d.window);
   rows("counts", d.counts,
        (c) => [[c.kind], [c.name], [number.format(c.count), "num"]], "no events yet");
   rows("error-rows", d.errors,
        (e) => [[new Date(e.time * 1000).toLocaleTimeString("en-GB")], [e.channel], [e.kind],
                [e.type, "type"], [e.message, "msg"]], "no errors");
+  rows("failing-rows", d.saves_failing,
+       (f) => [[f.channel], [number.format(f.failures), "num"],
+               [new Date(f.since * 1000).toLocaleTimeString("en-GB")],
+               [f.type, "type"], [f.message, "msg"]], "every save works");
 }
 
 function status(ok, detail) {
