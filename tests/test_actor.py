@@ -608,36 +608,42 @@ def test_assigning_a_property_of_actor_names_the_clash(attr: str) -> None:
         Room()
 
 
-async def test_instance_attribute_hiding_an_actor_method_fails_the_spec() -> None:
-    """An attribute set in __init__ that would hide a member (`self.leave = ...`) fails the
-    create spec with InvalidName, and nothing starts."""
+@pytest.mark.parametrize("attr", ["leave", "stop_channel", "set_timer", "cancel_timer"])
+async def test_instance_attribute_hiding_an_actor_method_fails_the_spec(attr: str) -> None:
+    """An attribute set in __init__ that would hide a method of wes.Actor fails at the
+    assignment with InvalidName, so the create spec fails and nothing starts."""
 
     class Hiding(wes.Actor):
         def __init__(self) -> None:
-            self.leave = True
+            setattr(self, attr, True)
 
     node = wes.Node(store=wes.MemoryStore())
     node.actor_type("hiding", Hiding)
     node.channel_type("session")
     async with node:
-        with pytest.raises(wes.InvalidName, match="instance attribute 'leave'"):
+        with pytest.raises(wes.InvalidName, match=f"Hiding attribute '{attr}'"):
             await node.create_channel(SESSION, wes.create(("hiding", "h")))
         assert await node.status(SESSION) is None
 
 
-async def test_stored_state_hiding_an_actor_member_is_not_loadable() -> None:
-    """A stored state with a key named like a member fails the load with StateNotLoadable
-    naming the key, and the stored bytes stay untouched."""
+async def test_stored_state_named_like_an_actor_method_does_not_hide_it() -> None:
+    """A stored state with a key named like a method of wes.Actor loads, and the method
+    still works (the stored value is only data)."""
     store = wes.MemoryStore()
-    await store.write([[Write("counter/a", b'{"value": 1, "set_timer": 2}', 1, 1)]])
+    await store.write([[Write("counter/a", b'{"value": 1, "stop_channel": 2}', 1, 1)]])
     node = wes.Node(store=store)
-    node.actor_type("counter", counters.Counter)
+    node.actor_type("counter", Counter)
     node.channel_type("session")
     async with node:
-        with pytest.raises(wes.StateNotLoadable, match="set_timer") as info:
-            await node.create_channel(SESSION, wes.load(A))
-        assert isinstance(info.value.__cause__, wes.InvalidName)
-    assert (await store.read(["counter/a"]))["counter/a"].data == b'{"value": 1, "set_timer": 2}'
+        await node.create_channel(SESSION, wes.load(A))
+        await node.command(SESSION, "stop")  # calls self.stop_channel()
+        assert await node.status(SESSION) is None
+
+
+def test_fixed_methods_keep_their_docs() -> None:
+    """Actor's fixed methods read as plain methods on the class."""
+    assert "leaves" in (wes.Actor.leave.__doc__ or "")
+    assert callable(wes.Actor.set_timer)
 
 
 # -- node.stored -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Sequence
+from types import MethodType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
 
 from ._abc import Ident
@@ -52,6 +53,29 @@ def read(arg: Any, /) -> Any:
     """Mark a method as a read handler named after it, or, as `@wes.read("name")`, under
     that name. A read returns a view and must not change state."""
     return _mark(_READ, "read", arg)
+
+
+class _Fixed:
+    # A method of `Actor` that an instance attribute cannot replace: assigning one raises
+    # `InvalidName` naming the clash. A data descriptor, so that no per-instance check has to
+    # read `__dict__`, which would cost the instance its fast inline attribute layout.
+
+    __slots__ = ("__doc__", "__wrapped__", "name")
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.__wrapped__ = func
+        self.__doc__ = func.__doc__
+        self.name = func.__name__
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        return self.__wrapped__ if obj is None else MethodType(self.__wrapped__, obj)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise _clash(self.name, f"{type(obj).__qualname__} attribute")
+
+
+def _fixed(func: F) -> F:
+    return _Fixed(func)  # type: ignore[return-value]  # a method to callers and to mypy
 
 
 class Actor:
@@ -139,15 +163,18 @@ class Actor:
 
     # -- talking to the channel -----------------------------------------------------------
 
+    @_fixed
     def stop_channel(self) -> None:
         """Ask the channel to stop normally (saving) after the current command."""
         self._channel_or_raise("stop_channel").request_stop()
 
+    @_fixed
     def leave(self) -> None:
         """After the current command, the channel saves all its actors in one write and
         this actor leaves it."""
         self._channel_or_raise("leave").request_leave(self)
 
+    @_fixed
     def set_timer(self, name: str, seconds: float) -> None:
         """Call `on_timer(name)` every `seconds`, serially with commands; replaces a timer
         of the same name."""
@@ -157,6 +184,7 @@ class Actor:
             raise ValueError(f"timer {name!r}: seconds must be a positive number, not {seconds!r}")
         self._channel_or_raise("set_timer").set_timer(self, name, float(seconds))
 
+    @_fixed
     def cancel_timer(self, name: str) -> None:
         """Cancel the timer `name`; cancelling a timer that is not set does nothing."""
         self._channel_or_raise("cancel_timer").cancel_timer(self, name)
@@ -255,7 +283,7 @@ _HOOKS = frozenset(
     }
 )
 MEMBERS = frozenset(name for name in vars(Actor) if not name.startswith("__"))
-"""Every name an actor instance attribute may not take: each would hide a member."""
+"""The names of `Actor`'s members: a subclass may define only the hooks among them."""
 
 
 def _describe(attr: str) -> str:
@@ -264,7 +292,7 @@ def _describe(attr: str) -> str:
         return "a property"
     if attr in _HOOKS:
         return "a hook to override, not to mark"
-    return "a method" if callable(member) else "an attribute"
+    return "a method" if callable(member) or isinstance(member, _Fixed) else "an attribute"
 
 
 def _clash(attr: str, what: str) -> InvalidName:
@@ -291,15 +319,6 @@ def _check_names(cls: type[Actor]) -> None:
             )
         if (attr in MEMBERS and attr not in _HOOKS) or attr.startswith("_wes_"):
             raise _clash(attr, f"{cls.__qualname__} attribute")
-
-
-def check_instance_names(actor: Actor) -> None:
-    """Refuse instance attributes (set in `__init__` or by `from_state`) that would hide a
-    member of `Actor`; `id` and `channel` refuse assignment themselves."""
-    attrs = actor.__dict__
-    if not MEMBERS.isdisjoint(attrs):
-        attr = min(MEMBERS.intersection(attrs))
-        raise _clash(attr, f"{type(actor).__qualname__} instance attribute")
 
 
 _EXPECTED = "_wes_expected"  # set on an exception that an actor class declared expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._abc import Claim, Codec, Ident, Record, Store
-from ._actor import Actor, check_instance_names
+from ._actor import Actor
 from ._channel import ActorConf
 from ._errors import (
     ActorAlreadyExists,
@@ -65,7 +65,6 @@ def _create(cls: type[Actor], spec: Spec) -> Actor:
     actor = cls.__new__(cls)
     _init_slots(actor, spec.actor, dirty=True)  # so that `self.id` works in __init__
     cls.__init__(actor, *spec.args)
-    check_instance_names(actor)
     return actor
 
 
@@ -104,7 +103,6 @@ def decode(codec: Codec, conf: ActorConf, key: str, record: Record) -> Actor:
         actor = cls.from_state(state)
         if not isinstance(actor, cls):
             raise TypeError(f"from_state() returned {actor!r}, not a {cls.__qualname__}")
-        check_instance_names(actor)
     except Exception as exc:
         raise StateNotLoadable(
             f"stored state at key {key!r} (version {record.version}) cannot be loaded as "
