@@ -3,6 +3,7 @@ resource protocol."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib.resources
 from pathlib import Path
@@ -17,6 +18,7 @@ ERRORS = [
     "UsageError",
     "InvalidId",
     "InvalidName",
+    "InvalidArguments",
     "InvalidSpec",
     "InvalidConfig",
     "UnknownChannelType",
@@ -43,6 +45,7 @@ ERRORS = [
 USAGE_ERRORS = [
     "InvalidId",
     "InvalidName",
+    "InvalidArguments",
     "InvalidSpec",
     "InvalidConfig",
     "UnknownChannelType",
@@ -192,3 +195,23 @@ def test_json_codec_refuses_what_it_cannot_encode() -> None:
 def test_package_is_typed() -> None:
     """The package ships a `py.typed` marker."""
     assert importlib.resources.files("wes").joinpath("py.typed").is_file()
+
+
+def test_bank_uses_only_the_public_surface() -> None:
+    """The bank service, like any app, imports only `wes` and `wes.abc`, never a private
+    module of the library."""
+    bank = Path(wes.__file__).parent / "bank"
+    private = []
+    for path in sorted(bank.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level > 1 or (node.level == 0 and module.startswith("wes._")):
+                    private.append(f"{path.name}: from {'.' * node.level}{module}")
+            elif isinstance(node, ast.Import):
+                private += [
+                    f"{path.name}: import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("wes._")
+                ]
+    assert private == []

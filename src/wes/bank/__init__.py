@@ -32,7 +32,7 @@ from ._bank import build_node as build_node
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from .._node import Node
+    from wes import Node
 
 
 def create_app(node: Node, *, bank: Bank | None = None, title: str = "wes bank") -> Starlette:

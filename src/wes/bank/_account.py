@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from .._actor import Actor, command, read
+from wes import Actor, command, read
 
 ACCOUNT = "account"
 """The actor type of accounts: an account named `a` is the actor `("account", "a")`."""

@@ -22,16 +22,17 @@ try:
 except ImportError:
     raise ImportError("the bank service needs: pip install 'wes-actors[service]'") from None
 
-from .._abc import Stats
-from .._errors import (
+from wes import (
     LeaseLost,
+    Node,
     NodeNotRunning,
+    PrometheusStats,
     RegistryUnavailable,
     StaleToken,
     StoreUnavailable,
 )
-from .._node import Node
-from .._prometheus import PrometheusStats
+from wes.abc import Stats
+
 from ._account import (
     MAX_AMOUNT,
     AccountExists,

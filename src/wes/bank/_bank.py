@@ -18,17 +18,21 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .._abc import Registry, Stats, Store
-from .._errors import (
+from wes import (
     ActorAlreadyExists,
     ActorAlreadyLocked,
     ActorNotActive,
     ActorNotFound,
     ChannelAlreadyStarted,
     ChannelNotStarted,
+    ChannelRef,
+    Node,
+    Spec,
+    create,
+    load,
 )
-from .._node import ChannelRef, Node
-from .._specs import Spec, create, load
+from wes.abc import Registry, Stats, Store
+
 from ._account import (
     ACCOUNT,
     SESSION,
@@ -75,7 +79,7 @@ def build_node(
         lease: seconds a session's registry claims last unless renewed.
     """
     if store is None or isinstance(store, str | os.PathLike):
-        from .._backends.sqlite import SqliteStore
+        from wes import SqliteStore
 
         store = SqliteStore(os.fspath(store if store is not None else "wes.db"))
     node = Node(store=store, registry=registry, stats=stats)

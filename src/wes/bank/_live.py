@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._abc import Ident, Stats
+from wes.abc import Ident, Stats
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from .._node import Node
+    from wes import Node
 
 OTHER = "(other)"
 """The name that counts fall under once `LiveStats` tracks `max_names` distinct names."""
