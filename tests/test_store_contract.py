@@ -7,6 +7,7 @@ across reopen, WAL, event-loop friendliness, driver errors) is tested at the end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import os
@@ -399,7 +400,8 @@ async def test_sqlite_uses_wal(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with wes.SqliteStore(path) as s:
         await write_ok(s, [w("k", b"v", 1)])
-        with sqlite3.connect(path) as con:
+        # sqlite3's own context manager commits but does not close (Python 3.13 warns).
+        with contextlib.closing(sqlite3.connect(path)) as con:
             assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con = sqlite3.connect(path)
     try:
