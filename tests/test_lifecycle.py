@@ -135,14 +135,52 @@ async def test_exception_in_on_activate_fails_the_spec_and_starts_nothing(into: 
             assert ref is not None and ref.actors == (A,)
         else:
             with pytest.raises(ValueError, match="negative value -1") as info:
-                await node.create_channel(CH, [wes.create(A), wes.create(("picky", "p"), -1)])
+                await node.create_channel(CH, [wes.create(("picky", "p"), -1), wes.create(A)])
             assert await node.status(CH) is None
             with pytest.raises(wes.ActorNotActive):
                 await node.read(A, "value")
-        assert any("on_activate" in note for note in getattr(info.value, "__notes__", []))
+        notes = getattr(info.value, "__notes__", [])
+        assert any("on_activate of actor ('picky', 'p')" in note for note in notes)
         await asyncio.sleep(0.05)  # the refused actor's timer would have fired by now
+        assert not [key for key in stats.counts() if key[0] == "stop"]
         await node.ensure_channel(("session", "again"), wes.create(("picky", "p"), 1))
         assert stats.counts().get(("start", "actor"), 0) == (2 if into == "running channel" else 1)
+
+
+class Restless(Counter):
+    """Asks, from on_activate, to leave its channel or to stop it."""
+
+    def on_activate(self) -> None:
+        if self.value == 1:
+            self.leave()
+        else:
+            self.stop_channel()
+
+
+@pytest.mark.parametrize("into", ["new channel", "running channel"])
+@pytest.mark.parametrize("request_", ["leave", "stop"])
+async def test_leave_or_stop_asked_in_on_activate_happens_after_activation(
+    into: str, request_: str
+) -> None:
+    """stop_channel() or leave() called in on_activate take effect once the actor joined:
+    the channel stops normally (saving), or the actor leaves it saved."""
+    store = wes.MemoryStore()
+    node = make_node(store)
+    node.actor_type("restless", Restless)
+    async with node:
+        spec = wes.create(("restless", "r"), 1 if request_ == "leave" else 2)
+        if into == "running channel":
+            await node.create_channel(CH, wes.create(A))
+            await node.create_actor(CH, spec)
+        else:
+            await node.create_channel(CH, spec)
+        ref = await node.status(CH)
+        if request_ == "stop":
+            assert ref is None
+        else:
+            assert ref is not None and ("restless", "r") not in ref.actors
+        assert node.live_actors == (1 if into == "running channel" and ref else 0)
+    assert await stored(store, "restless/r") == {"value": 1 if request_ == "leave" else 2}
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from ._errors import (
     UnknownCommand,
 )
 from ._lifecycle import deactivate
-from ._turn import _holding
+from ._turn import _holding, holding
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -173,8 +173,12 @@ class Channel:
         actor._wes_ch = None
         self.actors = tuple(a for a in self.actors if a is not actor)
         self.has_async = any(a._wes_async_commands for a in self.actors)
+        self.drop_timers([actor])
+
+    def drop_timers(self, actors: Sequence[Actor]) -> None:
+        """Cancel every timer of these actors."""
         if self.timers:
-            for key in [k for k in self.timers if k[0] is actor]:
+            for key in [k for k in self.timers if any(k[0] is a for a in actors)]:
                 del self.timers[key]
 
     def claims(self) -> list[Claim]:
@@ -289,11 +293,7 @@ class Channel:
                     continue
                 actor._wes_dirty = True
                 handled = True
-                token = _holding.set((*_holding.get(), self))
-                try:
-                    await handler(actor, *args, **kwargs)
-                finally:
-                    _holding.reset(token)
+                await holding(self, handler(actor, *args, **kwargs))
             else:
                 actor._wes_dirty = True
                 handled = True
@@ -645,13 +645,7 @@ class Channel:
             self.node.event("timer", timer.name, self.id)
             try:
                 timer.actor._wes_dirty = True
-                result = timer.actor.on_timer(timer.name)
-                if asyncio.iscoroutine(result):
-                    token = _holding.set((*_holding.get(), self))
-                    try:
-                        await result
-                    finally:
-                        _holding.reset(token)
+                await holding(self, timer.actor.on_timer(timer.name))
             except BaseException as exc:
                 await self.crash(exc)
                 return

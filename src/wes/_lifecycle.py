@@ -3,11 +3,10 @@ final save when they leave it normally. Both run in the channel's turn."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._turn import _holding
+from ._turn import holding
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -16,9 +15,9 @@ if TYPE_CHECKING:
 
 async def activate(ch: Channel, actors: Sequence[Actor]) -> None:
     """Call `on_activate` of the actors about to join `ch`, as members of it (`self.channel`
-    and timers work). If one raises, the actors are taken out again with the timers they
-    set, and the exception propagates: the caller releases their claims, and nothing starts.
-    """
+    and timers work); the caller adds them to the channel afterwards. If one raises, the
+    timers they set are dropped and the exception propagates, with a note naming the actor:
+    the caller releases their claims, and nothing starts."""
     hooked = [actor for actor in actors if actor._wes_activates]
     if not hooked:
         return
@@ -26,25 +25,21 @@ async def activate(ch: Channel, actors: Sequence[Actor]) -> None:
         actor._wes_ch = ch
     try:
         for actor in hooked:
-            await _run(ch, actor, actor.on_activate())
+            try:
+                await holding(ch, actor.on_activate())
+            except Exception as exc:
+                exc.add_note(
+                    f"raised by on_activate of actor {actor.id!r} joining channel {ch.id!r}: "
+                    f"the spec failed and nothing started"
+                )
+                raise
             actor._wes_dirty = True  # what the hook set is saved at the next save
-    except BaseException as exc:
-        for actor in actors:
-            actor._wes_ch = None
-        if ch.timers:
-            joining = set(map(id, actors))
-            for key in [key for key in ch.timers if id(key[0]) in joining]:
-                del ch.timers[key]
-        if isinstance(exc, Exception):
-            exc.add_note(
-                f"raised by on_activate of actor {actor.id!r} joining channel {ch.id!r}: "
-                f"the spec failed and nothing started"
-            )
+    except BaseException:
+        ch.drop_timers(actors)
         raise
     finally:
         for actor in actors:
-            if actor._wes_ch is ch:
-                actor._wes_ch = None  # the caller adds them to the channel for good
+            actor._wes_ch = None
 
 
 async def deactivate(ch: Channel, actors: Sequence[Actor], reason: str) -> None:
@@ -52,15 +47,6 @@ async def deactivate(ch: Channel, actors: Sequence[Actor], reason: str) -> None:
     save; what they change is saved. The caller crashes the channel if one raises."""
     for actor in actors:
         if actor._wes_deactivates and actor._wes_ch is ch:
-            await _run(ch, actor, actor.on_deactivate(reason))
+            await holding(ch, actor.on_deactivate(reason))
             actor._wes_dirty = True
             ch.mark_dirty()
-
-
-async def _run(ch: Channel, actor: Actor, result: Any) -> None:
-    if asyncio.iscoroutine(result):
-        token = _holding.set((*_holding.get(), ch))
-        try:
-            await result
-        finally:
-            _holding.reset(token)

@@ -39,7 +39,7 @@ from ._loader import build_actors, read_stored
 from ._specs import Spec, as_specs, check_id
 from ._stats import NullStats
 from ._sweep import SaveSweep
-from ._turn import _holding
+from ._turn import holding
 from ._wheel import Wheel
 from ._writer import Writer
 
@@ -476,14 +476,7 @@ class Node:
             if a._wes_ch is not ch:
                 raise ActorNotActive(f"actor {a._wes_id!r} left channel {ch.id!r}")
             ch.last_active = self.now()
-            result = handler(a, *args, **kwargs)
-            if asyncio.iscoroutine(result):
-                token = _holding.set((*_holding.get(), ch))
-                try:
-                    result = await result
-                finally:
-                    _holding.reset(token)
-            return result
+            return await holding(ch, handler(a, *args, **kwargs))
         finally:
             ch.pass_turn()
 

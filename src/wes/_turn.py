@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -13,3 +14,16 @@ if TYPE_CHECKING:
 _holding: contextvars.ContextVar[tuple[Channel, ...]] = contextvars.ContextVar(
     "wes_holding", default=()
 )
+
+
+async def holding(ch: Channel, result: Any) -> Any:
+    """`result` as it is, or awaited if it is a coroutine (of an async handler, timer or
+    hook), marking `ch`'s turn as held by this task meanwhile: an operation on `ch` from
+    inside it fails with `ReentrantCall` instead of waiting for itself."""
+    if not asyncio.iscoroutine(result):
+        return result
+    token = _holding.set((*_holding.get(), ch))
+    try:
+        return await result
+    finally:
+        _holding.reset(token)
