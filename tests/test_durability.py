@@ -172,8 +172,9 @@ async def test_unencodable_state_under_command_durability_fails_the_command(
     async with node:
         await node.create_channel(SESSION, [wes.create(SPOILT, 1)])
         await node.command(SESSION, "incr")
-        with pytest.raises(wes.StateNotEncodable, match="spoilt"):
+        with pytest.raises(wes.StateNotEncodable, match="spoilt") as info:
             await node.command(SESSION, "spoil")
+        assert info.value.actor == SPOILT
         assert await node.status(SESSION) is None
         assert await stored(store, "counter/spoilt") == {"value": 2}
 

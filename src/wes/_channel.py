@@ -377,9 +377,9 @@ class Channel:
             try:
                 data = encode(actor.to_state())
             except Exception as exc:
-                error = StateNotEncodable(f"cannot encode the state of actor {ident!r}: {exc}")
-                error.actor = ident  # type: ignore[attr-defined] # for the log of failing saves
-                raise error from exc
+                raise StateNotEncodable(
+                    f"cannot encode the state of actor {ident!r}: {exc}", ident
+                ) from exc
             claim = actor._wes_claim  # named by the storage key, computed once per actor
             write = _write((claim.ident[1], data, conf.cls.version, claim.token))
             batch = batches.get(conf.writer)

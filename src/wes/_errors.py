@@ -120,7 +120,12 @@ class StateNotLoadable(WesError):
 
 
 class StateNotEncodable(WesError):
-    """The codec cannot encode an actor's state; the error names the actor."""
+    """The codec cannot encode an actor's state; the error names the actor, which is also
+    its `actor` attribute."""
+
+    def __init__(self, message: str, actor: tuple[str, str | int] | None = None) -> None:
+        super().__init__(message)
+        self.actor = actor
 
 
 class StaleToken(WesError):

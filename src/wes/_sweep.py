@@ -28,6 +28,8 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from ._errors import StateNotEncodable
+
 if TYPE_CHECKING:
     from ._abc import Ident, Write
     from ._channel import Channel
@@ -315,7 +317,7 @@ def _fields(
     """The structured fields of a line about failing saves (`wes.configure_logging`)."""
     return {
         "channel": channel,
-        "actor": getattr(exc, "actor", None),  # the one whose state could not be encoded
+        "actor": exc.actor if isinstance(exc, StateNotEncodable) else None,
         "error": type(exc).__name__,
         "error_message": str(exc),
         "failures": failures,
