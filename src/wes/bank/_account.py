@@ -100,12 +100,16 @@ class BalanceLimitExceeded(BankError):
         self.amount = amount
 
 
+AMOUNT_RULE = f"an amount must be from 1 to {MAX_AMOUNT}"
+"""What `check_amount` says of an amount out of range (the HTTP app says it of huge ones)."""
+
+
 def check_amount(amount: Any) -> int:
     """`amount` if it is an `int` (not a `bool`) from 1 to `MAX_AMOUNT`, else `InvalidRequest`."""
     if type(amount) is not int:
         raise InvalidRequest(f"an amount must be an integer, not {_short(amount)}")
     if not 1 <= amount <= MAX_AMOUNT:
-        raise InvalidRequest(f"an amount must be from 1 to {MAX_AMOUNT}, not {_short(amount)}")
+        raise InvalidRequest(f"{AMOUNT_RULE}, not {_short(amount)}")
     return amount
 
 

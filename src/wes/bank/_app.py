@@ -34,7 +34,7 @@ from wes import (
 from wes.abc import Stats
 
 from ._account import (
-    MAX_AMOUNT,
+    AMOUNT_RULE,
     AccountExists,
     AccountLocked,
     AccountNotFound,
@@ -339,10 +339,7 @@ def _field(body: dict[str, Any], name: str) -> Any:
         raise ApiError(400, "invalid_request", f"the body needs the field {name!r}")
     value = body[name]
     if isinstance(value, _HugeInt):
-        if name == "amount":  # the words of `check_amount`
-            rule = f"an amount must be from 1 to {MAX_AMOUNT}"
-        else:
-            rule = f"the field {name!r} is out of range"
+        rule = AMOUNT_RULE if name == "amount" else f"the field {name!r} is out of range"
         raise ApiError(400, "invalid_request", f"{rule}, not {value!r}")
     return value
 
