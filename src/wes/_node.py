@@ -355,14 +355,20 @@ class Node:
             )
         return conf
 
+    def _registered_type(self, actor: Any) -> ActorConf:
+        """The configuration of a checked actor id's type, or `UnknownActorType`."""
+        conf = self._actor_types.get(actor[0])
+        if conf is None:
+            raise UnknownActorType(
+                f"actor type {actor[0]!r} of {actor!r} is not registered: "
+                f"call node.actor_type({actor[0]!r}, cls) first"
+            )
+        return conf
+
     def _check_specs(self, specs: Any) -> list[Spec]:
         out = as_specs(specs)
         for spec in out:
-            if spec.actor[0] not in self._actor_types:
-                raise UnknownActorType(
-                    f"actor type {spec.actor[0]!r} of {spec.actor!r} is not registered: "
-                    f"call node.actor_type({spec.actor[0]!r}, cls) first"
-                )
+            self._registered_type(spec.actor)
         return out
 
     def _not_started(self, channel: Any, name: Any = "") -> WesError:
@@ -428,9 +434,7 @@ class Node:
             a = None
         if a is None:
             self._check_running()
-            check_id(actor, "actor")
-            if actor[0] not in self._actor_types:
-                raise UnknownActorType(f"actor type {actor[0]!r} of {actor!r} is not registered")
+            self._registered_type(check_id(actor, "actor"))
             if not isinstance(name, str):
                 raise InvalidName(f"read name must be a str, not {name!r}")
             raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
@@ -499,10 +503,7 @@ class Node:
         nothing of an active copy's unsaved changes. Raises `StateNotLoadable` or
         `StoreUnavailable`."""
         self._check_running()
-        check_id(actor, "actor")
-        conf = self._actor_types.get(actor[0])
-        if conf is None:
-            raise UnknownActorType(f"actor type {actor[0]!r} of {actor!r} is not registered")
+        conf = self._registered_type(check_id(actor, "actor"))
         return await read_stored(self.codec, conf, actor)
 
     def _ref(self, ch: Channel) -> ChannelRef:
