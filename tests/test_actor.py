@@ -626,14 +626,21 @@ async def test_instance_attribute_hiding_an_actor_method_fails_the_spec(attr: st
         assert await node.status(SESSION) is None
 
 
+async def node_over_record(data: bytes, cls: type[wes.Actor]) -> wes.Node:
+    """A node whose store holds `data` (version 1) at "counter/a", with `cls` as "counter"
+    and a "session" channel type."""
+    store = wes.MemoryStore()
+    await store.write([[Write("counter/a", data, 1, 1)]])
+    node = wes.Node(store=store)
+    node.actor_type("counter", cls)
+    node.channel_type("session")
+    return node
+
+
 async def test_stored_state_named_like_an_actor_method_does_not_hide_it() -> None:
     """A stored state with a key named like a method of wes.Actor loads, and the method
     still works (the stored value is only data)."""
-    store = wes.MemoryStore()
-    await store.write([[Write("counter/a", b'{"value": 1, "stop_channel": 2}', 1, 1)]])
-    node = wes.Node(store=store)
-    node.actor_type("counter", Counter)
-    node.channel_type("session")
+    node = await node_over_record(b'{"value": 1, "stop_channel": 2}', Counter)
     async with node:
         await node.create_channel(SESSION, wes.load(A))
         await node.command(SESSION, "stop")  # calls self.stop_channel()
@@ -663,11 +670,7 @@ class Versioned(counters.Counter):
 async def test_stored_returns_the_decoded_migrated_actor_without_activating_it() -> None:
     """node.stored gives the actor as the store holds it (migrated), not activated: no
     claim, no channel, no hooks; the actor can be loaded afterwards by anyone."""
-    store = wes.MemoryStore()
-    await store.write([[Write("counter/a", b'{"old": 4}', 1, 1)]])
-    node = wes.Node(store=store)
-    node.actor_type("counter", Versioned)
-    node.channel_type("session")
+    node = await node_over_record(b'{"old": 4}', Versioned)
     async with node:
         actor = await node.stored(A)
         assert isinstance(actor, Versioned)
@@ -694,10 +697,7 @@ async def test_stored_does_not_see_unsaved_changes_of_the_active_actor() -> None
 async def test_stored_errors_name_what_was_wrong() -> None:
     """stored raises StateNotLoadable for bad bytes, UnknownActorType, InvalidId, and
     NodeNotRunning outside `async with`."""
-    store = wes.MemoryStore()
-    await store.write([[Write("counter/a", b"not json", 1, 1)]])
-    node = wes.Node(store=store)
-    node.actor_type("counter", counters.Counter)
+    node = await node_over_record(b"not json", counters.Counter)
     with pytest.raises(wes.NodeNotRunning):
         await node.stored(A)
     async with node:

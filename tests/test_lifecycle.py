@@ -147,6 +147,17 @@ async def test_exception_in_on_activate_fails_the_spec_and_starts_nothing(into: 
         assert stats.counts().get(("start", "actor"), 0) == (2 if into == "running channel" else 1)
 
 
+async def test_channel_refused_by_on_activate_never_wakes() -> None:
+    """A channel whose start failed in on_activate is never woken by the timer its hook set:
+    no idle stop, no timer, no event of a channel that never started."""
+    stats = wes.MemoryStats()
+    async with make_node(wes.MemoryStore(), stats) as node:
+        with pytest.raises(ValueError):
+            await node.create_channel(("idle", "x"), wes.create(("picky", "p"), -1))
+        await asyncio.sleep(0.2)  # past the hook's timer and the channel type's idle timeout
+        assert not [key for key in stats.counts() if key[0] in ("stop", "timer", "start")]
+
+
 class Restless(Counter):
     """Asks, from on_activate, to leave its channel or to stop it."""
 

@@ -81,9 +81,10 @@ class LoggingStats(Stats):
 
     Routine events go out at `level` (DEBUG by default); a failed save at WARNING, a stop by
     lease loss at WARNING, a stop by an exception the actor class lists in `expected_errors`
-    at INFO without a traceback, and a stop by any other exception at ERROR. Each record carries the
-    event's fields in its `wes` attribute (`kind`, `name`, `ident`, and `seconds`, `error`,
-    `error_message` when known), which `wes.configure_logging` renders as JSON or key=value.
+    at INFO without a traceback, and a stop by any other exception at ERROR. Each record
+    carries the event's fields in its `wes` attribute (`kind`, `name`, `ident`, and `seconds`,
+    `error`, `error_message` when known), which `wes.configure_logging` renders as JSON or
+    key=value.
 
     An exception's traceback is logged once: a channel that dies of the very exception its
     failed save just logged (a durable save, a save at node exit) logs its stop without it.
