@@ -9,6 +9,7 @@ from types import MethodType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
 
 from ._abc import Ident
+from ._arguments import Arity, arities
 from ._errors import InvalidName
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ class Actor:
     _wes_async_timer: ClassVar[bool] = False
     _wes_activates: ClassVar[bool] = False
     _wes_deactivates: ClassVar[bool] = False
-    # Per handler, what binding its arguments needs (see `_arguments`), made on first use.
-    _wes_signatures: ClassVar[dict[Callable[..., Any], Any]] = {}
+    # By command or read name, what binding arguments to its handler needs (`_arguments`).
+    _wes_command_arity: ClassVar[dict[str, Arity]] = {}
+    _wes_read_arity: ClassVar[dict[str, Arity]] = {}
 
     version: ClassVar[int] = 1
     """The version of the state this class writes; stored with every saved state."""
@@ -135,7 +137,8 @@ class Actor:
         cls._wes_reads = tables["r"]
         cls._wes_async_reads = tables["ar"]
         cls._wes_async_timer = inspect.iscoroutinefunction(cls.on_timer)
-        cls._wes_signatures = {}
+        cls._wes_command_arity = arities(cls._wes_commands, cls._wes_async_commands)
+        cls._wes_read_arity = arities(cls._wes_reads, cls._wes_async_reads)
         # Calling a hook nobody overrides costs a call per actor on every start and stop.
         cls._wes_activates = cls.on_activate is not Actor.on_activate
         cls._wes_deactivates = cls.on_deactivate is not Actor.on_deactivate

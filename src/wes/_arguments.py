@@ -3,7 +3,7 @@
 A command whose arguments cannot bind to a handler must change nothing: raised from inside
 the broadcast, the `TypeError` would kill the channel and roll every actor back. So every
 handler the command reaches is checked first, from what its signature needs (`Arity`,
-computed once per handler and kept on its class).
+computed for every handler when its class is defined).
 
 The channel's one-actor fast path skips the check and lets Python bind the arguments itself:
 a call that cannot bind raises before the handler's frame starts, so its traceback ends in
@@ -38,12 +38,27 @@ class Refused(Exception):
 
 
 class Arity:
-    """What binding arguments to a handler needs, its `self` left out."""
+    """What binding arguments to a handler needs, its `self` left out. A handler whose
+    signature Python cannot tell (a builtin) takes anything here; its call decides."""
 
-    __slots__ = ("kw_only", "least", "most", "named", "positional_only", "required_kw", "var_kw")
+    __slots__ = (
+        "counts",
+        "handler",
+        "kw_only",
+        "least",
+        "most",
+        "named",
+        "positional_only",
+        "required_kw",
+        "var_kw",
+    )
 
     def __init__(self, handler: Callable[..., Any]) -> None:
-        params = list(inspect.signature(handler).parameters.values())[1:]  # not `self`
+        self.handler = handler
+        try:
+            params = list(inspect.signature(handler).parameters.values())[1:]  # not `self`
+        except (TypeError, ValueError):
+            params = [_P("args", _P.VAR_POSITIONAL), _P("kwargs", _P.VAR_KEYWORD)]
         positional = [p for p in params if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
         self.least = sum(1 for p in positional if p.default is _P.empty)
         self.most = _MANY if any(p.kind is _P.VAR_POSITIONAL for p in params) else len(positional)
@@ -54,6 +69,9 @@ class Arity:
             p.name for p in params if p.kind is _P.KEYWORD_ONLY and p.default is _P.empty
         )
         self.var_kw = any(p.kind is _P.VAR_KEYWORD for p in params)
+        # The numbers of positional arguments that bind without keywords, for a check with
+        # no call of its own in the usual case (`check_command`).
+        self.counts = range(0) if self.required_kw else range(self.least, self.most + 1)
 
     def fits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Whether `handler(actor, *args, **kwargs)` binds."""
@@ -61,7 +79,7 @@ class Arity:
         if n > self.most:
             return False
         if not kwargs:
-            return n >= self.least and not self.required_kw
+            return n in self.counts
         if not self.required_kw <= kwargs.keys():
             return False
         named = self.named
@@ -78,31 +96,26 @@ class Arity:
         )
 
 
-def arity(cls: type[Actor], handler: Callable[..., Any]) -> Arity:
-    """The handler's `Arity`, computed on first use and kept on the class."""
-    table = cls.__dict__.get("_wes_signatures")
-    if table is None:  # `Actor` itself, which has no handlers of its own
-        table = {}
-    found = table.get(handler)
-    if found is None:
-        found = table[handler] = Arity(handler)
-    return found
+def arities(*tables: dict[str, Callable[..., Any]]) -> dict[str, Arity]:
+    """The `Arity` of every handler of a class's tables, by command or read name."""
+    return {name: Arity(handler) for table in tables for name, handler in table.items()}
 
 
-def check(
-    kind: str,
-    name: str,
-    actors: Sequence[Actor],
-    lookup: Callable[[Actor], Callable[..., Any] | None],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
-    """Raise `Refused` if the arguments do not bind to the handler of any actor that
-    `lookup` finds one for; run before any of them."""
+def check_command(name: str, actors: Sequence[Actor], args: Any, kwargs: Any) -> None:
+    """Raise `Refused` if the arguments do not bind to the handler of command `name` of any
+    of the actors; run before any of them."""
+    n = len(args)
     for actor in actors:
-        handler = lookup(actor)
-        if handler is not None and not arity(type(actor), handler).fits(args, kwargs):
-            raise Refused(invalid(kind, name, actor, handler, args, kwargs))
+        found = actor._wes_command_arity.get(name)
+        if found is not None and (kwargs or n not in found.counts) and not found.fits(args, kwargs):
+            raise Refused(invalid("command", name, actor, found.handler, args, kwargs))
+
+
+def check_read(name: str, actor: Actor, args: Any, kwargs: Any) -> None:
+    """Raise `InvalidArguments` if the arguments do not bind to the actor's read `name`."""
+    found = actor._wes_read_arity.get(name)
+    if found is not None and not found.fits(args, kwargs):
+        raise invalid("read", name, actor, found.handler, args, kwargs)
 
 
 def binding_failed(exc: TypeError) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._abc import Claim, Ident, Registry, Store, Write
 from ._actor import Actor, note_expected
-from ._arguments import Refused, binding_failed, check, invalid
+from ._arguments import Refused, binding_failed, check_command, invalid
 from ._errors import (
     ChannelNotStarted,
     LeaseLost,
@@ -39,14 +39,6 @@ _NEVER = float("inf")
 # `Write(...)` runs the named tuple's Python-level __new__; saves build one per actor state.
 _write: Callable[[tuple[str, bytes, int, int]], Write] = partial(tuple.__new__, Write)
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
-
-
-def _sync_command(name: str) -> Callable[[Actor], Callable[..., Any] | None]:
-    return lambda actor: actor._wes_commands.get(name)
-
-
-def _any_command(name: str) -> Callable[[Actor], Callable[..., Any] | None]:
-    return lambda actor: actor._wes_commands.get(name) or actor._wes_async_commands.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +262,7 @@ class Channel:
                 raise
             actor._wes_dirty = True
             return True
-        check("command", name, actors, _sync_command(name), args, kwargs)
+        check_command(name, actors, args, kwargs)
         handled = False
         for actor in actors:
             handler = actor._wes_commands.get(name)
@@ -283,7 +275,7 @@ class Channel:
     async def apply(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Apply a command that may have async handlers; the caller holds the turn. Raises
         `Refused` (nothing ran) if the arguments do not bind to a handler."""
-        check("command", name, self.actors, _any_command(name), args, kwargs)
+        check_command(name, self.actors, args, kwargs)
         handled = False
         for actor in self.actors:
             handler = actor._wes_commands.get(name)

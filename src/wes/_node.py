@@ -14,7 +14,7 @@ from typing import Any, Literal, Self
 
 from ._abc import Claim, ClaimKind, Codec, Ident, Registry, Stats, Store
 from ._actor import Actor, has_own_key
-from ._arguments import Refused, arity, binding_failed, invalid
+from ._arguments import Refused, binding_failed, check_read, invalid
 from ._backends.memory import MemoryRegistry
 from ._channel import ActorConf, Channel, ChannelConf
 from ._codec import JsonCodec
@@ -473,8 +473,7 @@ class Node:
         handler = a._wes_reads.get(name) or a._wes_async_reads.get(name)
         if handler is None:
             raise UnknownRead(f"actor {a._wes_id!r} has no read {name!r}")
-        if not arity(type(a), handler).fits(args, kwargs):
-            raise invalid("read", name, a, handler, args, kwargs)
+        check_read(name, a, args, kwargs)
         await ch.take_turn()
         try:
             if a._wes_ch is not ch:
