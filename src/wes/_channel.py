@@ -475,7 +475,8 @@ class Channel:
     async def stop_in_turn(self, reason: str) -> None:
         """Stop normally: save, release every claim. A failed save raises and the channel
         keeps running, so no state is dropped silently."""
-        await self.deactivate(self.actors, reason)
+        if any(actor._wes_deactivates for actor in self.actors):  # no coroutine otherwise
+            await self.deactivate(self.actors, reason)
         try:
             await self.save()
         except (StaleToken, LeaseLost) as exc:
@@ -490,7 +491,8 @@ class Channel:
         self.node.event("stop", reason, self.id)  # after the release: stopped means free
 
     async def leave_in_turn(self, leaving: list[Actor]) -> None:
-        await self.deactivate(leaving, "leave")
+        if any(actor._wes_deactivates for actor in leaving):
+            await self.deactivate(leaving, "leave")
         await self.save()
         gone = [actor for actor in leaving if actor._wes_ch is self]
         for actor in gone:
