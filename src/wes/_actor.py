@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable, Sequence
 from types import MethodType
@@ -332,9 +331,7 @@ def note_expected(exc: BaseException, actors: Sequence[Actor]) -> None:
     `expected_errors`, so that stats sinks can tell a refusal from a crash."""
     for actor in actors:
         if actor.expected_errors and isinstance(exc, actor.expected_errors):
-            # An exception class with __slots__ takes no attribute: it is logged as a crash.
-            with contextlib.suppress(AttributeError):
-                setattr(exc, _EXPECTED, True)
+            setattr(exc, _EXPECTED, True)  # every exception has a __dict__, even with slots
             return
 
 
