@@ -169,6 +169,13 @@ class Refusal(Exception):
 class Refusing(Counter):
     expected_errors = (Refusal,)
 
+    @wes.command
+    def refuse_later(self) -> None:
+        self.set_timer("refuse", 0.01)
+
+    def on_timer(self, name: str) -> None:
+        raise Refusal("refused from a timer")
+
 
 @pytest.mark.parametrize(
     ("error", "level", "traceback"),
@@ -203,3 +210,21 @@ async def test_default_stats_is_a_no_op() -> None:
         await node.create_channel(SESSION, [wes.create(A)])
         await node.command(SESSION, "incr")
         assert await node.read(A, "value") == 1
+
+
+async def test_expected_error_from_a_timer_is_logged_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A timer that raises an exception its class expects kills the channel, and the stop is
+    logged at INFO without a traceback."""
+    caplog.set_level(logging.INFO, logger="wes.stats")
+    stats = wes.MemoryStats()
+    node = wes.Node(store=wes.MemoryStore(), stats=wes.MultiStats(wes.LoggingStats(), stats))
+    node.actor_type("counter", Refusing)
+    node.channel_type("session")
+    async with node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        await node.command(SESSION, "refuse_later")
+        await wait_until(lambda: stats.counts().get(("stop", "Refusal"), 0) == 1)
+    [stop] = [r for r in caplog.records if getattr(r, "wes", {}).get("kind") == "stop"]
+    assert (stop.levelno, stop.exc_info) == (logging.INFO, None)
