@@ -162,6 +162,37 @@ async def test_busy_file_makes_calls_wait_off_the_event_loop(tmp_path: Path) -> 
         assert claim.expires >= started + 0.3 + LONG  # the lease counts from the lock
 
 
+async def test_first_open_waits_for_a_writer_of_a_new_file(tmp_path: Path) -> None:
+    """Opening a file that another connection is writing before anyone switched it to WAL
+    waits for the writer: SQLite itself answers that switch with SQLITE_BUSY at once (as it
+    did, rarely, to processes starting together on a new file)."""
+    path = tmp_path / "reg.db"
+    thread = hold_write_lock(path, 0.3)
+    started = time.monotonic()
+    async with wes.SqliteRegistry(path) as reg:
+        [claim] = await reg.claim([CH_A], "n", LONG)
+        assert time.monotonic() - started >= 0.2
+        assert await reg.holder(*CH_A) == "n"
+    thread.join()
+    assert claim.holder == "n"
+
+
+async def test_first_open_past_busy_timeout_is_registry_unavailable(tmp_path: Path) -> None:
+    """A writer of a new file that outlasts `busy_timeout` fails the first call with
+    `RegistryUnavailable`; the next call, once the writer is gone, opens the file."""
+    path = tmp_path / "reg.db"
+    thread = hold_write_lock(path, 0.4)
+    async with wes.SqliteRegistry(path, busy_timeout=0.05) as reg:
+        try:
+            with pytest.raises(wes.RegistryUnavailable, match="database is locked") as info:
+                await reg.claim([CH_A], "n", LONG)
+            assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        finally:
+            thread.join()
+        await reg.claim([CH_A], "n", LONG)
+        assert await reg.holder(*CH_A) == "n"
+
+
 async def test_busy_timeout_exceeded_is_registry_unavailable(tmp_path: Path) -> None:
     """A write lock held longer than `busy_timeout` fails the call with `RegistryUnavailable`
     carrying the SQLite error, and claims nothing."""

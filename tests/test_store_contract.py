@@ -12,6 +12,7 @@ import inspect
 import itertools
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -408,6 +409,31 @@ async def test_sqlite_uses_wal(tmp_path: Path) -> None:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         con.close()
+
+
+async def test_sqlite_first_open_waits_for_a_writer_of_a_new_file(tmp_path: Path) -> None:
+    """A store opening a new file that another connection is writing, before anyone switched
+    it to WAL, waits for the writer instead of failing (SQLite answers that switch with
+    SQLITE_BUSY at once, without its busy handler)."""
+    path = tmp_path / "s.db"
+    locked = threading.Event()
+
+    def hold() -> None:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as con:
+            con.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(0.3)
+            con.execute("COMMIT")
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait()
+    try:
+        async with wes.SqliteStore(path) as s:
+            await write_ok(s, [w("k", b"v", 1)])
+            assert (await s.read(["k"]))["k"].data == b"v"
+    finally:
+        thread.join()
 
 
 async def test_sqlite_write_does_not_block_event_loop(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -67,9 +68,7 @@ class SqliteFile:
                 self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
             try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL ({mode})")
+                self._switch_to_wal(conn)
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                 self._setup(conn)
             except BaseException:
@@ -77,6 +76,26 @@ class SqliteFile:
                 raise
             self._conn = conn
         return self._conn
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        # Connections switching a new file to WAL together: one of them may get SQLITE_BUSY
+        # at once, without SQLite's busy handler waiting (about 1 in 300 opens of a fresh file
+        # by six threads at once). Wait here instead, as long as the busy handler would.
+        deadline = time.monotonic() + self._timeout
+        delay = 0.001
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.05)
+                continue
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL ({mode})")
+            return
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread. Idempotent."""
