@@ -230,8 +230,8 @@ async def test_on_deactivate_is_not_called_when_the_channel_dies(how: str) -> No
                 await node.command(CH, "fail")
         else:
             ch = node._channels[CH]
-            ch.lease_until = node.now()  # as if the renewals had failed until now
-            await node.leases.sweep()
+            ch.lease_until = node._rt.now()  # as if the renewals had failed until now
+            await node._rt.leases.sweep()
             await wait_until(lambda: stats.counts().get(("stop", "lease_lost"), 0) == 1)
         assert await node.status(CH) is None
     assert (await stored(store, "counter/a") or {})["reasons"] == ["normal"]

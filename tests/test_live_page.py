@@ -316,7 +316,7 @@ async def test_a_channel_stopped_while_its_saves_fail_leaves_the_list(tmp_path: 
         with pytest.raises(ValueError, match="overdraft"):
             await node.command(("session", "ann"), "add", -1)
         assert live.failing_saves() == []
-        assert node.sweep.failing == {}
+        assert node._rt.sweep.failing == {}
 
 
 async def test_page_is_self_contained_html(tmp_path: Path) -> None:

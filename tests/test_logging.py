@@ -17,7 +17,7 @@ import pytest
 import wes
 from conftest import wait_until
 from recorder import Recorder
-from wes import _channel, _sweep
+from wes import _saving, _sweep
 from wes._logging import configure_logging
 from wes._stats import LoggingStats, MultiStats
 from wes.abc import Stats
@@ -283,7 +283,7 @@ def save_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Failed saves retried every 10-20 ms, so a streak has many failures within a second."""
-    monkeypatch.setattr(_channel, "RETRY_BACKOFF", (0.01, 0.02))
+    monkeypatch.setattr(_saving, "RETRY_BACKOFF", (0.01, 0.02))
 
 
 async def test_failing_periodic_saves_warn_once_naming_actor_and_cause(
@@ -361,7 +361,7 @@ async def test_saves_that_work_again_are_logged_once(
         await wait_until(lambda: len(save_lines(caplog)) == 2)
         await node.command(SESSION, "incr")
         await wait_until(lambda: b'"value":1' in store._records["counter/a"].data)
-        assert not node.sweep.failing
+        assert not node._rt.sweep.failing
     began, recovered = save_lines(caplog)
     assert "are failing" in began.getMessage()
     assert recovered.levelno == logging.WARNING
@@ -391,7 +391,7 @@ async def test_a_healthy_channel_logs_nothing_beside_a_failing_one(
             await node.command(EMPTY, "incr")
             await wait_until(lambda n=saved: stats.counts().get(("save", "ok"), 0) > n)
         await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= 2)
-        assert [ch.id for ch in node.sweep.failing] == [SESSION]
+        assert [ch.id for ch in node._rt.sweep.failing] == [SESSION]
     assert [r.wes["channel"] for r in save_lines(caplog)] == [SESSION]  # type: ignore[attr-defined]
     assert [r for r in caplog.records if r.name == "wes" and "empty" in r.getMessage()] == []
 
@@ -410,5 +410,5 @@ async def test_a_failing_save_at_idle_stop_is_logged(caplog: pytest.LogCaptureFi
         assert node.live_channels == 1
         await node.command(SESSION, "heal")
         await wait_until(lambda: stats.counts().get(("stop", "idle"), 0) == 1)
-        assert not node.sweep.failing
+        assert not node._rt.sweep.failing
     assert "work again" in save_lines(caplog)[-1].getMessage()

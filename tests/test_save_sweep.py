@@ -166,7 +166,7 @@ async def test_a_stale_channel_in_a_sweep_stops_alone() -> None:
         values = await stored_values(store, MANY)
         assert values[stale] == 99
         assert values[:stale] + values[stale + 1 :] == [1] * (MANY - 1)
-        assert ("c", stale) not in {ch.id for ch in node.running_channels()}
+        assert ("c", stale) not in {ch.id for ch in node._rt.channels.values()}
 
 
 async def test_a_store_failure_leaves_every_channel_of_the_sweep_dirty_and_running() -> None:
@@ -320,8 +320,8 @@ async def test_a_channel_that_stops_while_its_saves_fail_leaves_no_streak_behind
         for i in (1, 2):
             await node.create_channel(("c", i), wes.create(("holder", i)))
             await node.command(("c", i), "spoil")
-        await wait_until(lambda: {ch.id for ch in node.sweep.failing} == {("c", 1), ("c", 2)})
+        await wait_until(lambda: {ch.id for ch in node._rt.sweep.failing} == {("c", 1), ("c", 2)})
         with pytest.raises(ValueError, match="boom"):
             await node.command(("c", 1), "boom")
-        assert [ch.id for ch in node.sweep.failing] == [("c", 2)]
-    assert node.sweep.failing == {}
+        assert [ch.id for ch in node._rt.sweep.failing] == [("c", 2)]
+    assert node._rt.sweep.failing == {}

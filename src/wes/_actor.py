@@ -5,14 +5,24 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from types import MethodType
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, overload
+from typing import Any, ClassVar, Protocol, Self, TypeVar, overload
 
 from ._abc import Ident
 from ._arguments import Arity, arities
 from ._errors import InvalidName
 
-if TYPE_CHECKING:
-    from ._channel import Channel
+
+class Host(Protocol):
+    """The channel an actor is in, as the actor sees it (`_channel.Channel` is the one kind;
+    naming it by protocol keeps this module below the channel's)."""
+
+    id: Ident
+
+    def request_stop(self) -> None: ...
+    def request_leave(self, actor: Actor) -> None: ...
+    def set_timer(self, actor: Actor, name: str, seconds: float) -> None: ...
+    def cancel_timer(self, actor: Actor, name: str) -> None: ...
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,14 +120,14 @@ class Actor:
     as expected (at INFO, without a traceback) rather than as a crash."""
 
     _wes_id: Ident
-    _wes_ch: Channel | None
+    _wes_ch: Host | None
     _wes_claim: Any
     _wes_dirty: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _check_names(cls)
-        tables: dict[str, dict[str, Callable[..., Any]]] = {"c": {}, "ac": {}, "r": {}, "ar": {}}
+        tables: dict[str, dict[str, Callable[..., Any]]] = {table: {} for table in _TABLES}
         by_attr: dict[str, list[tuple[str, str]]] = {}  # attribute -> its (table, name)s
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
@@ -126,15 +136,15 @@ class Actor:
                     tables[table].pop(name, None)
                 marks = _marks(value)
                 for table, name in marks:
-                    for other in ("c", "ac") if table in ("c", "ac") else ("r", "ar"):
+                    for other in _KINDS[_KIND_OF[table]]:
                         tables[other].pop(name, None)
                     tables[table][name] = value
                 if marks:
                     by_attr[attr] = marks
-        cls._wes_commands = tables["c"]
-        cls._wes_async_commands = tables["ac"]
-        cls._wes_reads = tables["r"]
-        cls._wes_async_reads = tables["ar"]
+        cls._wes_commands = tables["command"]
+        cls._wes_async_commands = tables["async_command"]
+        cls._wes_reads = tables["read"]
+        cls._wes_async_reads = tables["async_read"]
         cls._wes_async_timer = inspect.iscoroutinefunction(cls.on_timer)
         cls._wes_command_arity = arities(cls._wes_commands, cls._wes_async_commands)
         cls._wes_read_arity = arities(cls._wes_reads, cls._wes_async_reads)
@@ -208,8 +218,8 @@ class Actor:
         saved. Not called when the channel dies by an exception or a lost lease; an exception
         here kills the channel like a command's. May be `async def` in subclasses."""
 
-    def _channel_or_raise(self, what: str) -> Channel:
-        ch: Channel | None = getattr(self, "_wes_ch", None)
+    def _channel_or_raise(self, what: str) -> Host:
+        ch: Host | None = getattr(self, "_wes_ch", None)
         if ch is None:
             raise RuntimeError(f"{what}() needs the actor to be in a running channel")
         return ch
@@ -249,6 +259,12 @@ class Actor:
         )
 
 
+# The handler tables of a class, by kind: a name is a command or a read, sync or async.
+_KINDS = {"command": ("command", "async_command"), "read": ("read", "async_read")}
+_KIND_OF = {table: kind for kind, tables in _KINDS.items() for table in tables}
+_TABLES = tuple(_KIND_OF)
+
+
 def _marks(value: Any) -> list[tuple[str, str]]:
     """The handler tables (and names) a class attribute belongs in."""
     if not callable(value):
@@ -257,10 +273,10 @@ def _marks(value: Any) -> list[tuple[str, str]]:
     marks = []
     name = getattr(value, _COMMAND, None)
     if isinstance(name, str):
-        marks.append(("ac" if is_async else "c", name))
+        marks.append(("async_command" if is_async else "command", name))
     name = getattr(value, _READ, None)
     if isinstance(name, str):
-        marks.append(("ar" if is_async else "r", name))
+        marks.append(("async_read" if is_async else "read", name))
     return marks
 
 
@@ -313,7 +329,7 @@ def _check_names(cls: type[Actor]) -> None:
         marks = _marks(value)
         if marks and (attr in MEMBERS or attr.startswith("_wes_")):
             kind, name = marks[0]
-            decorator = "command" if kind in ("c", "ac") else "read"
+            decorator = _KIND_OF[kind]
             raise InvalidName(
                 f"{cls.__qualname__}.{attr} is marked @wes.{decorator} but would replace "
                 f"wes.Actor.{attr} ({_describe(attr)}): rename the method and keep the "

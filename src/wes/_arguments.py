@@ -16,12 +16,22 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._errors import InvalidArguments
 
-if TYPE_CHECKING:
-    from ._actor import Actor
+
+class Actor(Protocol):
+    """What the checks read of an actor (`wes.Actor` has it; a protocol keeps this module,
+    which `_actor` uses when a class is defined, below it)."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def _wes_command_arity(self) -> dict[str, Arity]: ...
+    @property
+    def _wes_read_arity(self) -> dict[str, Arity]: ...
+
 
 _P = inspect.Parameter
 _MANY = 1 << 30  # "any number" of positional arguments

@@ -18,7 +18,7 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._channel import Channel
-    from ._node import Node
+    from ._types import Services
 
 log = logging.getLogger("wes")
 
@@ -34,9 +34,17 @@ class Leases:
     """Claims names for a node's channels and actors, renews them in batches, and releases
     them so that a restart of the same channel can wait for the release to finish."""
 
-    def __init__(self, node: Node, registry_of: Callable[[Claim], Registry]) -> None:
-        self._node = node
+    def __init__(
+        self,
+        runtime: Services,
+        registry_of: Callable[[Claim], Registry],
+        channels: Mapping[Ident, Channel],
+        shortest_lease: Callable[[], float],
+    ) -> None:
+        self._runtime = runtime
         self._registry_of = registry_of
+        self._channels = channels  # the node's running channels, kept up to date by it
+        self._shortest_lease = shortest_lease
         self._releases: set[asyncio.Task[None]] = set()
 
     async def claim(
@@ -54,7 +62,7 @@ class Leases:
         try:
             return await registry.claim(names, holder, lease)
         except NameTaken as taken:
-            if taken.kind == "channel" and taken.holder == self._node.address:
+            if taken.kind == "channel" and taken.holder == self._runtime.address:
                 # Not running here, yet held by this node: a claim whose answer never came
                 # back (a registry timeout) or whose release failed. It frees itself.
                 raise RegistryUnavailable(
@@ -102,11 +110,11 @@ class Leases:
 
     def start(self) -> None:
         """Start the renewal sweep; the node cancels it when it closes."""
-        self._node.spawn(self._sweep_forever())
+        self._runtime.spawn(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._node.shortest_lease() / SWEEPS_PER_LEASE)
+            await asyncio.sleep(self._shortest_lease() / SWEEPS_PER_LEASE)
             await self.sweep()
 
     async def sweep(self) -> None:
@@ -116,12 +124,12 @@ class Leases:
         One pass over the node's channels every few seconds costs far less than a timer per
         channel, and gives the registry few large calls instead of many small ones.
         """
-        now = self._node.now()
+        now = self._runtime.now()
         due: list[Channel] = []
-        for i, ch in enumerate(self._node.running_channels()):
+        for i, ch in enumerate(list(self._channels.values())):
             if i % SCAN_CHUNK == SCAN_CHUNK - 1:
                 await asyncio.sleep(0)
-                now = self._node.now()
+                now = self._runtime.now()
             if ch.renewing or not ch.running:
                 continue
             if now >= ch.lease_until:
@@ -147,7 +155,7 @@ class Leases:
 
     async def _renew_in(self, registry: Registry, channels: list[Channel]) -> None:
         """The common case: every claim of these channels lives in one registry."""
-        sent_at = self._node.now()
+        sent_at = self._runtime.now()
         claims: list[Claim] = []
         counts: list[int] = []
         for ch in channels:
@@ -168,7 +176,7 @@ class Leases:
 
     async def _renew_across(self, channels: list[Channel]) -> None:
         """Channels whose claims live in several registries (per-type registries)."""
-        sent_at = self._node.now()
+        sent_at = self._runtime.now()
         owners: list[Channel] = []
         claims: list[Claim] = []
         for ch in channels:

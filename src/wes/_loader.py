@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._abc import Claim, Codec, Ident, Record, Store
 from ._actor import Actor
-from ._channel import ActorConf
 from ._errors import (
     ActorAlreadyExists,
     ActorNotFound,
@@ -15,20 +14,23 @@ from ._errors import (
     WesError,
 )
 from ._specs import Spec
+from ._types import ActorConf
 
 if TYPE_CHECKING:
-    from ._node import Node
+    from ._types import Services
 
 
-async def build_actors(node: Node, specs: list[Spec], claims: dict[Ident, Claim]) -> list[Actor]:
+async def build_actors(
+    runtime: Services, specs: list[Spec], claims: dict[Ident, Claim]
+) -> list[Actor]:
     """The actors of `specs`, each holding its claim (by actor id; a claim is named by the
     actor's storage key); raises the first spec error."""
-    confs = [node.actor_conf(spec.actor[0]) for spec in specs]
+    confs = [runtime.actor_conf(spec.actor[0]) for spec in specs]
     keys = [str(claims[spec.actor].ident[1]) for spec in specs]
     records = await _read(confs, keys)
     actors = []
     for spec, conf, key in zip(specs, confs, keys, strict=True):
-        actor = _build(node, spec, conf, key, records.get(key))
+        actor = _build(runtime, spec, conf, key, records.get(key))
         actor._wes_claim = claims[spec.actor]
         actors.append(actor)
     return actors
@@ -49,14 +51,16 @@ async def _read(confs: list[ActorConf], keys: list[str]) -> dict[str, Record]:
     return records
 
 
-def _build(node: Node, spec: Spec, conf: ActorConf, key: str, record: Record | None) -> Actor:
+def _build(
+    runtime: Services, spec: Spec, conf: ActorConf, key: str, record: Record | None
+) -> Actor:
     if record is None:
         if spec.mode == "load":
             raise ActorNotFound(f"actor {spec.actor!r} is not in the store (key {key!r})")
         return _create(conf.cls, spec)
     if spec.mode == "create":
         raise ActorAlreadyExists(f"actor {spec.actor!r} is already in the store (key {key!r})")
-    actor = decode(node.codec, conf, key, record)
+    actor = decode(runtime.codec, conf, key, record)
     _init_slots(actor, spec.actor, dirty=False)
     return actor
 

@@ -1,4 +1,4 @@
-"""The node: where channels run, and the operations users call."""
+"""`Node`: the public API of a wes node, over its runtime (`_runtime.Runtime`)."""
 
 from __future__ import annotations
 
@@ -7,44 +7,34 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from ._abc import Claim, ClaimKind, Codec, Ident, Registry, Stats, Store
-from ._actor import Actor, has_own_key
+from ._abc import Codec, Ident, Registry, Stats, Store
+from ._actor import Actor
 from ._arguments import Refused, binding_failed, check_read, invalid
 from ._backends.memory import MemoryRegistry
-from ._channel import ActorConf, Channel, ChannelConf
+from ._channel import Channel
 from ._codec import JsonCodec
 from ._errors import (
-    ActorAlreadyInChannel,
-    ActorAlreadyLocked,
     ActorNotActive,
     ChannelAlreadyStarted,
     ChannelNotStarted,
-    InvalidConfig,
     InvalidName,
-    InvalidSpec,
     NodeNotRunning,
-    UnknownActorType,
-    UnknownChannelType,
     UnknownRead,
     WesError,
 )
-from ._leases import Leases
-from ._lifecycle import activate
-from ._loader import build_actors, read_stored
+from ._loader import read_stored
+from ._runtime import Runtime
 from ._specs import Spec, as_specs, check_id
+from ._starting import add_actors, start_channel
 from ._stats import NullStats
-from ._sweep import SaveSweep
 from ._turn import holding
-from ._wheel import Wheel
-from ._writer import Writer
+from ._types import actor_conf, channel_conf
 
 log = logging.getLogger("wes")
-_type = type  # `type` is a parameter name below
 _CLOSE_CHUNK = 1000  # channels stopped at once when the node closes
 
 
@@ -56,23 +46,6 @@ class ChannelRef:
     id: Ident
     owner: str
     actors: tuple[Ident, ...]
-
-
-def _check_type_name(kind: str, name: Any) -> None:
-    if not isinstance(name, str) or not name:
-        raise InvalidConfig(f"{kind} type must be a non-empty str, not {name!r}")
-    if "/" in name:
-        # A storage key is f"{type}/{name}": a "/" in the type would let two ids share one.
-        raise InvalidConfig(f"{kind} type {name!r} contains '/', which separates storage keys")
-
-
-def _positive(what: str, value: Any, *, optional: bool) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        allowed = "a positive number or None" if optional else "a positive number"
-        raise InvalidConfig(f"{what} must be {allowed}, not {value!r}")
-    return float(value)
 
 
 class Node:
@@ -108,19 +81,12 @@ class Node:
         self.stats = stats if stats is not None else NullStats()
         self.codec = codec if codec is not None else JsonCodec()
         self.address = address or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stats_on = not isinstance(self.stats, NullStats)
-        self._channel_types: dict[str, ChannelConf] = {}
-        self._actor_types: dict[str, ActorConf] = {}
-        self._channels: dict[Ident, Channel] = {}
-        self._actors: dict[Ident, Actor] = {}
-        self._starting: dict[Ident, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._writers: dict[int, Writer] = {}
-        self.leases = Leases(self, self._registry_of)
-        self.sweep = SaveSweep(self)
+        self._rt = rt = Runtime(self.store, self.registry, self.stats, self.codec, self.address)
+        # What the operations' fast paths read, one attribute away (the runtime's own maps).
+        self._stats_on = rt.counts_events
+        self._channels = rt.channels
+        self._actors = rt.actors
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wheel: Wheel | None = None
-        self._state: Literal["new", "running", "closing", "closed"] = "new"
 
     # -- configuration --------------------------------------------------------------------
 
@@ -133,20 +99,17 @@ class Node:
         registry: Registry | None = None,
     ) -> None:
         """Register an actor class under `type`, optionally with its own store and registry."""
-        _check_type_name("actor", type)
-        if not (isinstance(cls, _type) and issubclass(cls, Actor)):
-            raise InvalidConfig(f"actor type {type!r}: {cls!r} is not a wes.Actor subclass")
         store = store or self.store
         own_registry = registry is not None and registry is not self.registry
-        self._actor_types[type] = ActorConf(
+        conf = actor_conf(
             type,
             cls,
             store,
             registry or self.registry,
-            has_own_key(cls),
-            self.writer(store),
-            type if own_registry else "",
+            self._rt.writer(store),
+            own_registry=own_registry,
         )
+        self._rt.actor_types[type] = conf
 
     def channel_type(
         self,
@@ -159,18 +122,14 @@ class Node:
         registry: Registry | None = None,
     ) -> None:
         """Register a channel type and its timeouts, lease and durability."""
-        _check_type_name("channel", type)
-        where = f"channel type {type!r}"
-        idle = _positive(f"{where}: idle_timeout", idle_timeout, optional=True)
-        interval = _positive(f"{where}: save_interval", save_interval, optional=True)
-        lease_s = _positive(f"{where}: lease", lease, optional=False)
-        if durability not in ("periodic", "command"):
-            raise InvalidConfig(
-                f"{where}: durability must be 'periodic' or 'command', not {durability!r}"
-            )
-        assert lease_s is not None
-        self._channel_types[type] = ChannelConf(
-            type, idle, interval, lease_s, durability == "command", registry or self.registry, self
+        self._rt.channel_types[type] = channel_conf(
+            type,
+            idle_timeout=idle_timeout,
+            save_interval=save_interval,
+            lease=lease,
+            durability=durability,
+            registry=registry or self.registry,
+            runtime=self._rt,
         )
 
     # -- introspection --------------------------------------------------------------------
@@ -201,34 +160,27 @@ class Node:
 
     async def start(self) -> None:
         """Start the node; `async with node` calls this."""
-        if self._state != "new":
-            raise NodeNotRunning(f"node {self.address} was already started ({self._state})")
-        self._loop = asyncio.get_running_loop()
-        self._wheel = Wheel(self._loop)
-        self._state = "running"
-        self.leases.start()
+        if self._rt.state != "new":
+            raise NodeNotRunning(f"node {self.address} was already started ({self._rt.state})")
+        self._loop = self._rt.start()
 
     async def aclose(self) -> None:
         """Stop every channel normally (saving), then close the backends. Idempotent."""
-        if self._state in ("closing", "closed"):
+        rt = self._rt
+        if rt.state in ("closing", "closed"):
             return
-        if self._state == "new":
-            self._state = "closed"
+        if rt.state == "new":
+            rt.state = "closed"
             await self._close_backends()
             return
-        self._state = "closing"
+        rt.state = "closing"
         # Stop channels many at a time so that their final saves share commits.
         idents = list(self._channels)
         for start in range(0, len(idents), _CLOSE_CHUNK):
             chunk = idents[start : start + _CLOSE_CHUNK]
             await asyncio.gather(*(self._stop_at_close(ident) for ident in chunk))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.leases.settle()
-        assert self._wheel is not None
-        self._wheel.close()
-        self._state = "closed"
+        await rt.cancel_tasks()
+        rt.state = "closed"
         await self._close_backends()
 
     async def _stop_at_close(self, ident: Ident) -> None:
@@ -236,11 +188,7 @@ class Node:
         if ch is None:
             return
         try:
-            await ch.take_turn()
-            try:
-                await ch.stop_in_turn("normal")
-            finally:
-                ch.pass_turn()
+            await ch.in_turn(lambda: ch.stop_in_turn("normal"))
         except ChannelNotStarted:
             pass
         except Exception as exc:  # counted by the channel; dropping state silently is worse
@@ -249,132 +197,23 @@ class Node:
                 await ch.crash(exc)
 
     async def _close_backends(self) -> None:
-        seen: set[int] = set()
-        backends: list[Any] = [self.store, self.registry]
-        for conf in self._actor_types.values():
-            backends += [conf.store, conf.registry]
-        for conf_c in self._channel_types.values():
-            backends.append(conf_c.registry)
-        for backend in backends:
-            if id(backend) not in seen:
-                seen.add(id(backend))
-                await backend.aclose()
-
-    # -- services for channels ------------------------------------------------------------
-
-    @property
-    def wheel(self) -> Wheel:
-        assert self._wheel is not None
-        return self._wheel
-
-    @property
-    def counts_events(self) -> bool:
-        """Whether `event` reaches a stats sink (not `NullStats`)."""
-        return self._stats_on
-
-    def now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
-
-    def event(
-        self,
-        kind: str,
-        name: str,
-        ident: Ident,
-        seconds: float | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        if self._stats_on:
-            try:
-                self.stats.event(kind, name, ident, seconds, error)
-            except Exception:  # a broken stats sink must not break channels
-                log.exception("stats sink failed on %s %s", kind, name)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run `coro` as a task the node tracks, cancels and awaits on close."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # already delivered to its caller or counted; don't log twice
-
-    def writer(self, store: Store) -> Writer:
-        writer = self._writers.get(id(store))
-        if writer is None:
-            writer = self._writers[id(store)] = Writer(store, self.spawn)
-        return writer
-
-    def actor_conf(self, actor_type: str) -> ActorConf:
-        return self._actor_types[actor_type]
-
-    def forget_channel(self, ch: Channel) -> None:
-        if self._channels.get(ch.id) is ch:
-            del self._channels[ch.id]
-        for actor in ch.actors:
-            self.forget_actor(actor)
-
-    def forget_actor(self, actor: Actor) -> None:
-        if self._actors.get(actor._wes_id) is actor:
-            del self._actors[actor._wes_id]
-
-    @property
-    def is_running(self) -> bool:
-        return self._state == "running"
-
-    def running_channels(self) -> list[Channel]:
-        return list(self._channels.values())
-
-    def shortest_lease(self) -> float:
-        return min((conf.lease for conf in self._channel_types.values()), default=30.0)
-
-    def _registry_of(self, claim: Claim) -> Registry:
-        if claim.kind == "channel":
-            return self._channel_types[claim.ident[0]].registry
-        scope = claim.ident[0]  # see `ActorConf.scope`
-        return self.registry if not scope else self._actor_types[scope].registry
+        for backend in self._rt.backends():
+            await backend.aclose()
 
     # -- checks ---------------------------------------------------------------------------
-
-    def _check_running(self) -> None:
-        if self._state != "running":
-            raise NodeNotRunning(
-                f"node {self.address} is {self._state}: use it inside `async with node:`"
-            )
-
-    def _channel_conf(self, channel: Any) -> ChannelConf:
-        check_id(channel, "channel")
-        conf = self._channel_types.get(channel[0])
-        if conf is None:
-            raise UnknownChannelType(
-                f"channel type {channel[0]!r} of {channel!r} is not registered: "
-                f"call node.channel_type({channel[0]!r}) first"
-            )
-        return conf
-
-    def _registered_type(self, actor: Any) -> ActorConf:
-        """The configuration of a checked actor id's type, or `UnknownActorType`."""
-        conf = self._actor_types.get(actor[0])
-        if conf is None:
-            raise UnknownActorType(
-                f"actor type {actor[0]!r} of {actor!r} is not registered: "
-                f"call node.actor_type({actor[0]!r}, cls) first"
-            )
-        return conf
 
     def _check_specs(self, specs: Any) -> list[Spec]:
         out = as_specs(specs)
         for spec in out:
-            self._registered_type(spec.actor)
+            self._rt.actor_conf_of(spec.actor)
         return out
 
-    def _not_started(self, channel: Any, name: Any = "") -> WesError:
-        self._check_running()
+    def _why_not_running(self, channel: Any, name: Any = "") -> WesError:
+        """The error for an operation on `channel`, which does not run here: the first thing
+        wrong with the call, or `ChannelNotStarted`."""
+        self._rt.check_running()
         try:
-            self._channel_conf(channel)
+            self._rt.channel_conf_of(channel)
         except WesError as exc:
             return exc
         if not isinstance(name, str):
@@ -394,7 +233,7 @@ class Node:
         except TypeError:
             ch = None
         if ch is None:
-            raise self._not_started(channel, name)
+            raise self._why_not_running(channel, name)
         if not isinstance(name, str):
             raise InvalidName(f"command name must be a str, not {name!r}")
         loop = self._loop
@@ -419,11 +258,11 @@ class Node:
                 ch.mark_dirty(started)
             if ch.pending is not None or ch.conf.durable:
                 ch.busy = True  # nothing was awaited since the check above: the turn is ours
-                await asyncio.shield(self.spawn(ch.finish_in_turn()))
+                await asyncio.shield(self._rt.spawn(ch.finish_then_pass()))
         finally:
             if self._stats_on:  # every command a running channel received, raising or not
                 seconds = loop.time() - started if self.stats.timed else None
-                self.event("command", name, ch.id, seconds)
+                self._rt.event("command", name, ch.id, seconds)
 
     async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Ask one actor for a view of its state. Raises `ActorNotActive`, `UnknownRead`, or
@@ -433,8 +272,8 @@ class Node:
         except TypeError:
             a = None
         if a is None:
-            self._check_running()
-            self._registered_type(check_id(actor, "actor"))
+            self._rt.check_running()
+            self._rt.actor_conf_of(check_id(actor, "actor"))
             if not isinstance(name, str):
                 raise InvalidName(f"read name must be a str, not {name!r}")
             raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
@@ -443,8 +282,7 @@ class Node:
         if self._stats_on:
             return await self._read_counted(a, name, args, kwargs)
         handler = a._wes_reads.get(name)
-        ch = a._wes_ch
-        assert ch is not None
+        ch: Channel = a._wes_ch  # type: ignore[assignment]  # a Channel: see `_actor.Host`
         if handler is None or ch.busy:
             return await self._read_slow(a, ch, name, args, kwargs)
         ch.last_active = self._loop.time()  # type: ignore[union-attr]
@@ -458,14 +296,13 @@ class Node:
     async def _read_counted(
         self, a: Actor, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        ch = a._wes_ch
-        assert ch is not None
-        started = self.now()
+        ch: Channel = a._wes_ch  # type: ignore[assignment]  # a Channel: see `_actor.Host`
+        started = self._rt.now()
         try:
             return await self._read_slow(a, ch, name, args, kwargs)
         finally:
-            seconds = self.now() - started if self.stats.timed else None
-            self.event("read", name, a._wes_id, seconds)
+            seconds = self._rt.now() - started if self.stats.timed else None
+            self._rt.event("read", name, a._wes_id, seconds)
 
     async def _read_slow(
         self, a: Actor, ch: Channel, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -478,21 +315,15 @@ class Node:
         try:
             if a._wes_ch is not ch:
                 raise ActorNotActive(f"actor {a._wes_id!r} left channel {ch.id!r}")
-            ch.last_active = self.now()
+            ch.last_active = self._rt.now()
             return await holding(ch, handler(a, *args, **kwargs))
         finally:
             ch.pass_turn()
 
     async def status(self, channel: Ident) -> ChannelRef | None:
         """The running channel, or `None`."""
-        self._check_running()
-        conf_error = None
-        try:
-            self._channel_conf(channel)
-        except WesError as exc:
-            conf_error = exc
-        if conf_error is not None:
-            raise conf_error
+        self._rt.check_running()
+        self._rt.channel_conf_of(channel)
         ch = self._channels.get(channel)
         return None if ch is None else self._ref(ch)
 
@@ -501,8 +332,8 @@ class Node:
         does not hold it. It is not activated: no claim, no channel, no hooks, so it says
         nothing of an active copy's unsaved changes. Raises `StateNotLoadable` or
         `StoreUnavailable`."""
-        self._check_running()
-        conf = self._registered_type(check_id(actor, "actor"))
+        self._rt.check_running()
+        conf = self._rt.actor_conf_of(check_id(actor, "actor"))
         return await read_stored(self.codec, conf, actor)
 
     def _ref(self, ch: Channel) -> ChannelRef:
@@ -511,11 +342,7 @@ class Node:
     async def stop_channel(self, channel: Ident) -> None:
         """Stop the channel normally: save (where `should_save`), release every claim."""
         ch = self._running(channel)
-        await ch.take_turn()
-        try:
-            await ch.stop_in_turn("normal")
-        finally:
-            ch.pass_turn()
+        await ch.in_turn(lambda: ch.stop_in_turn("normal"))
 
     def _running(self, channel: Any) -> Channel:
         try:
@@ -523,151 +350,46 @@ class Node:
         except TypeError:
             ch = None
         if ch is None:
-            raise self._not_started(channel)
+            raise self._why_not_running(channel)
         return ch
 
     async def create_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
         """Start a channel with its actors. Fails with `ChannelAlreadyStarted` or a spec
         error; then nothing started and every claim taken was released."""
-        self._check_running()
-        conf = self._channel_conf(channel)
+        self._rt.check_running()
+        conf = self._rt.channel_conf_of(channel)
         spec_list = self._check_specs(specs)
-        if channel in self._channels or channel in self._starting:
+        if channel in self._channels or channel in self._rt.starting:
             raise ChannelAlreadyStarted(f"channel {channel!r} is already running")
-        return self._ref(await self._start(channel, conf, spec_list))
+        return self._ref(await start_channel(self._rt, channel, conf, spec_list))
 
     async def ensure_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
         """The running channel (given the specs' missing actors), or a new one."""
-        self._check_running()
-        conf = self._channel_conf(channel)
+        self._rt.check_running()
+        conf = self._rt.channel_conf_of(channel)
         spec_list = self._check_specs(specs)
         while True:
             ch = self._channels.get(channel)
             if ch is not None:
                 try:
-                    await self._add_actors(ch, spec_list, ensure=True)
+                    await add_actors(self._rt, ch, spec_list, ensure=True)
                 except ChannelNotStarted:
                     if ch.running:
                         raise
                     continue  # it stopped while we waited for its turn: start it anew
                 return self._ref(ch)
-            starting = self._starting.get(channel)
+            starting = self._rt.starting.get(channel)
             if starting is None:
-                return self._ref(await self._start(channel, conf, spec_list))
+                return self._ref(await start_channel(self._rt, channel, conf, spec_list))
             await asyncio.shield(starting)
 
     async def create_actor(self, channel: Ident, specs: Any) -> None:
         """Add new actors to a running channel. Fails with `ChannelNotStarted`,
         `ActorAlreadyInChannel` or a spec error; the channel stays as it was."""
         ch = self._running(channel)
-        await self._add_actors(ch, self._check_specs(specs), ensure=False)
+        await add_actors(self._rt, ch, self._check_specs(specs), ensure=False)
 
     async def ensure_actor(self, channel: Ident, specs: Any) -> None:
         """Like `create_actor`, but actors already in the channel are fine."""
         ch = self._running(channel)
-        await self._add_actors(ch, self._check_specs(specs), ensure=True)
-
-    # -- starting channels and adding actors ----------------------------------------------
-
-    async def _start(self, channel: Ident, conf: ChannelConf, specs: list[Spec]) -> Channel:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._starting[channel] = done
-        try:
-            await self.leases.settle()  # a stopped channel's claims may be on their way out
-            self._check_local_locks(specs, channel)
-            sent_at = self.now()  # the lease runs from the request, not the reply
-            claims = await self.leases.claim(
-                [("channel", channel)], self.address, conf.registry, conf.lease
-            )
-            ch = Channel(channel, conf, claims[0], sent_at)
-            try:
-                actors = await self._load(ch, specs)
-            except BaseException:
-                ch.claim = None  # never started: a wheel entry its hooks made finds it stopped
-                await self.leases.release(claims)
-                raise
-            self._channels[channel] = ch
-            self._attach(ch, actors)
-            self.event("start", "channel", channel)
-            ch.reschedule()
-            if ch.pending is not None:  # an on_activate hook asked to stop or to leave
-                await ch.take_turn()
-                try:
-                    await ch.finish()
-                finally:
-                    ch.pass_turn()
-            return ch
-        finally:
-            del self._starting[channel]
-            done.set_result(None)
-
-    async def _add_actors(self, ch: Channel, specs: list[Spec], *, ensure: bool) -> None:
-        await ch.take_turn()
-        try:
-            present = {a._wes_id for a in ch.actors}
-            missing = []
-            for spec in specs:
-                if spec.actor in present:
-                    if not ensure:
-                        raise ActorAlreadyInChannel(
-                            f"actor {spec.actor!r} is already in channel {ch.id!r}"
-                        )
-                else:
-                    missing.append(spec)
-            if not missing:
-                return
-            self._check_local_locks(missing, ch.id)
-            actors = await self._load(ch, missing)
-            if not ch.running:
-                await self.leases.release([a._wes_claim for a in actors])
-                raise ChannelNotStarted(f"channel {ch.id!r} stopped")
-            self._attach(ch, actors)
-            if ch.pending is not None:  # an on_activate hook asked to stop or to leave
-                await ch.finish()
-        finally:
-            ch.pass_turn()
-
-    def _attach(self, ch: Channel, actors: list[Actor]) -> None:
-        ch.add(actors)
-        for actor in actors:
-            self._actors[actor._wes_id] = actor
-            self.event("start", "actor", actor._wes_id)
-            if actor._wes_dirty:
-                ch.mark_dirty()
-
-    def _check_local_locks(self, specs: list[Spec], channel: Ident) -> None:
-        for spec in specs:
-            actor = self._actors.get(spec.actor)
-            if actor is not None and actor._wes_ch is not None:
-                raise ActorAlreadyLocked(
-                    f"actor {spec.actor!r} is active in channel {actor._wes_ch.id!r}"
-                )
-
-    async def _load(self, ch: Channel, specs: list[Spec]) -> list[Actor]:
-        """Claim the actors for the channel, build them, run their `on_activate` hooks; all
-        or nothing."""
-        by_registry: dict[Registry, list[tuple[ClaimKind, Ident]]] = {}
-        actor_of: dict[Ident, Ident] = {}  # claim name -> actor id
-        for spec in specs:
-            conf = self._actor_types[spec.actor[0]]
-            name = conf.claim_ident(spec.actor[1])
-            other = actor_of.setdefault(name, spec.actor)
-            if other != spec.actor:
-                raise InvalidSpec(
-                    f"actors {other!r} and {spec.actor!r} have one storage key {name[1]!r}: "
-                    f"they are one stored state, and only one of them can be active"
-                )
-            by_registry.setdefault(conf.registry, []).append(("actor", name))
-        claims: list[Claim] = []
-        try:
-            for registry, names in by_registry.items():
-                claims += await self.leases.claim(
-                    names, ch.id, registry, ch.conf.lease, actor_of=actor_of
-                )
-            by_actor = {actor_of[c.ident]: c for c in claims}
-            actors = await build_actors(self, specs, by_actor)
-            await activate(ch, actors)
-            return actors
-        except BaseException:
-            await self.leases.release(claims)
-            raise
+        await add_actors(self._rt, ch, self._check_specs(specs), ensure=True)

@@ -33,7 +33,7 @@ from ._errors import StateNotEncodable
 if TYPE_CHECKING:
     from ._abc import Ident, Write
     from ._channel import Channel
-    from ._node import Node
+    from ._types import Services
     from ._writer import Group, Writer
 
 FIRST_CHUNK = 16
@@ -63,7 +63,7 @@ class _Bucket:
 
     def wake(self, now: float) -> None:
         if now < self.when - RESOLUTION / 2:  # a coarse wheel slot fired early: ask again
-            self.sweep._node.wheel.schedule(self, self.when, now)
+            self.sweep._runtime.wheel.schedule(self, self.when, now)
         else:
             self.sweep._due_now(self, now)
 
@@ -127,8 +127,8 @@ class SaveSweep:
     """Collects channels due for a periodic save (each with its turn taken) and saves them in
     one task per loop iteration."""
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
+    def __init__(self, runtime: Services) -> None:
+        self._runtime = runtime
         self._buckets: dict[int, _Bucket] = {}
         self._due: list[Channel] = []
         # The channels whose saves are failing; an entry leaves when a save works again or
@@ -138,10 +138,10 @@ class SaveSweep:
     def save_failed(self, ch: Channel, exc: BaseException) -> None:
         """A save of running channel `ch` failed and will be tried again: log it, at the start
         of a streak and then at most every `FAILING_LOG_INTERVAL` seconds."""
-        node = self._node
-        if not isinstance(exc, Exception) or not ch.running or not node.is_running:
+        runtime = self._runtime
+        if not isinstance(exc, Exception) or not ch.running or not runtime.is_running:
             return  # cancelled, stopped, or the node's exit, which logs its own failures
-        now = node.now()
+        now = runtime.now()
         streak = self.failing.get(ch)
         if streak is None:
             self.failing[ch] = _Streak(now)
@@ -202,7 +202,7 @@ class SaveSweep:
         bucket = self._buckets.get(slot)
         if bucket is None:
             bucket = self._buckets[slot] = _Bucket(self, slot)
-            self._node.wheel.schedule(bucket, bucket.when)
+            self._runtime.wheel.schedule(bucket, bucket.when)
         bucket.channels.append(ch)
 
     def _due_now(self, bucket: _Bucket, now: float) -> None:
@@ -224,8 +224,8 @@ class SaveSweep:
 
     def _flush(self) -> None:
         channels, self._due = self._due, []
-        if self._node.is_running:
-            self._node.spawn(self._save(channels))
+        if self._runtime.is_running:
+            self._runtime.spawn(self._save(channels))
         else:
             for ch in channels:
                 ch.pass_turn()
@@ -256,7 +256,7 @@ class SaveSweep:
 
     def _begin(self, channels: list[Channel]) -> _Chunk:
         """Snapshot `channels` and queue their batches with the writers."""
-        now = self._node.now()
+        now = self._runtime.now()
         chunk = _Chunk(channels, now)
         begun = chunk.begun
         queued: dict[Writer, tuple[list[list[Write]], list[int]]] = {}
@@ -264,7 +264,7 @@ class SaveSweep:
             if ch.claim is None or not ch.dirty:
                 continue  # stopped meanwhile, or nothing left to save
             try:
-                batches = ch.take_snapshot(now)
+                batches = ch.take_dirty(now)
             except Exception as exc:  # lease lost, or a state that cannot be encoded
                 ch.periodic_save_failed(exc)
                 if ch.running:
@@ -285,9 +285,9 @@ class SaveSweep:
 
     def _conclude(self, chunk: _Chunk) -> None:
         """Count the chunk's saves (or retry them later), and hand back every turn."""
-        node = self._node
-        now = node.now()
-        counted = node.counts_events
+        runtime = self._runtime
+        now = runtime.now()
+        counted = runtime.counts_events
         failing = self.failing
         for ch, error in zip(chunk.begun, chunk.errors(), strict=True):
             if ch.claim is None:

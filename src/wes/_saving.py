@@ -1,0 +1,152 @@
+"""Saving a channel: marking it dirty, encoding its dirty actors into one batch per store,
+and concluding a write (a mixin of `Channel`: the channel holds the slots)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ._abc import Write
+from ._errors import LeaseLost, StaleToken, StateNotEncodable
+from ._state import ChannelState
+
+if TYPE_CHECKING:
+    from ._writer import Ticket, Writer
+
+# `Write(...)` runs the named tuple's Python-level __new__; saves build one per actor state.
+_write: Callable[[tuple[str, bytes, int, int]], Write] = partial(tuple.__new__, Write)
+RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
+
+
+class Saving(ChannelState):
+    """The save state machine: `dirty` until a save's writes are handed over; clean from
+    then on unless `end_save` reports a failure."""
+
+    __slots__ = ()
+
+    def mark_dirty(self, now: float | None = None) -> None:
+        if not self.dirty:
+            self.dirty = True
+            conf = self.conf
+            interval = conf.save_interval
+            if interval is not None and not conf.durable:
+                runtime = conf.runtime
+                runtime.sweep.schedule(self, (runtime.now() if now is None else now) + interval)
+
+    def encode_dirty(self) -> dict[Writer, list[Write]]:
+        """Encode every dirty actor that should be saved, grouped by store; clears no flag."""
+        runtime = self.conf.runtime
+        encode = runtime.codec.encode
+        actor_conf = runtime.actor_conf
+        batches: dict[Writer, list[Write]] = {}
+        for actor in self.actors:
+            if not actor._wes_dirty or not actor.should_save():
+                continue
+            ident = actor._wes_id
+            conf = actor_conf(ident[0])
+            try:
+                data = encode(actor.to_state())
+            except Exception as exc:
+                raise StateNotEncodable(
+                    f"cannot encode the state of actor {ident!r}: {exc}", ident
+                ) from exc
+            claim = actor._wes_claim  # named by the storage key, computed once per actor
+            write = _write((claim.ident[1], data, conf.cls.version, claim.token))
+            batch = batches.get(conf.writer)
+            if batch is None:
+                batches[conf.writer] = [write]
+            else:
+                batch.append(write)
+        return batches
+
+    def take_dirty(self, now: float) -> dict[Writer, list[Write]]:
+        """Encode the dirty actors for a save (the caller holds the turn and writes the
+        batches); they count as clean until `end_save` says otherwise. Raises `LeaseLost` or
+        `StateNotEncodable`, and then nothing changed."""
+        if now >= self.lease_until:
+            raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
+        batches = self.encode_dirty()
+        for actor in self.actors:
+            actor._wes_dirty = False
+        self.dirty = False
+        return batches
+
+    async def save(self) -> None:
+        """Write the dirty actors in one atomic write (per store); the caller holds the turn.
+
+        Raises `StateNotEncodable`, `StaleToken`, `LeaseLost` or `StoreUnavailable`; then
+        the actors stay dirty.
+        """
+        started = self.conf.runtime.now()
+        tickets = self.begin_save()
+        if tickets is None:
+            return
+        error: BaseException | None = None
+        try:
+            for ticket in tickets:
+                await ticket.result()
+        except BaseException as exc:
+            error = exc
+        self.end_save(started, error)
+
+    def begin_save(self) -> list[Ticket] | None:
+        """Encode the dirty actors and hand their batches to the writers; `None` when there
+        is nothing to write. The actors count as clean until `end_save` says otherwise."""
+        if not self.dirty:
+            return None
+        batches = self.take_dirty(self.conf.runtime.now())
+        return [writer.submit(batch) for writer, batch in batches.items()]
+
+    def end_save(
+        self, started: float, error: BaseException | None, now: float | None = None
+    ) -> None:
+        """Conclude a save `begin_save` started: raise its error (the actors are dirty again
+        and a periodic retry is scheduled), or count it. `now` is the loop time, if at hand."""
+        if error is not None:
+            for actor in self.actors:
+                actor._wes_dirty = True
+            self.dirty = True
+            self.retry_save_later()
+            raise error
+        runtime = self.conf.runtime
+        if now is None:
+            now = runtime.now()
+        if now >= self.lease_until:
+            # The write may have landed after a new owner read the store: it cannot count.
+            raise LeaseLost(f"channel {self.id!r} lost its lease while it was saving")
+        runtime.event("save", "ok", self.id, now - started if runtime.stats.timed else None)
+        failing = runtime.sweep.failing
+        if failing and self in failing:
+            runtime.sweep.save_worked(self, now)
+
+    async def save_or_die(self) -> None:
+        """A durable save: if it fails, memory is ahead of the store, so the channel stops
+        without saving and the error reaches the caller."""
+        try:
+            await self.save()
+        except BaseException as exc:
+            self.conf.runtime.event("save", "error", self.id, error=exc)
+            await self.crash(exc, lease_lost=isinstance(exc, StaleToken | LeaseLost))
+            raise
+
+    def periodic_save_failed(self, exc: BaseException) -> None:
+        """A periodic save (or a final one that leaves the channel running) failed: a fenced
+        or late write stops the channel (lease lost); anything else is counted, logged and
+        retried while the channel runs on."""
+        if isinstance(exc, StaleToken | LeaseLost):
+            self.crash_later(exc, lease_lost=True)
+        else:
+            runtime = self.conf.runtime
+            runtime.event("save", "error", self.id, error=exc)
+            runtime.sweep.save_failed(self, exc)
+
+    def retry_save_later(self) -> None:
+        """After a failed save, try again with exponential backoff (periodic channels; a
+        durable channel that fails to save stops instead)."""
+        conf = self.conf
+        if conf.durable or conf.save_interval is None:
+            return
+        low, high = RETRY_BACKOFF
+        self.save_retry = min(high, (self.save_retry or low / 2) * 2)
+        conf.runtime.sweep.schedule(self, conf.runtime.now() + self.save_retry)

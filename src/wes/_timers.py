@@ -1,0 +1,164 @@
+"""Timers and idle timeouts of a channel, woken by the node's shared wheel (a mixin of
+`Channel`: the channel holds the slots)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ._state import ChannelState, Timer
+from ._turn import holding
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+
+_NEVER = float("inf")
+BUSY_RETRY = 0.002  # seconds before a wheel wake-up that found the channel busy looks again
+MIN_WAIT = 0.001  # the earliest a channel asks the wheel for, from now
+
+
+class Timers(ChannelState):
+    """Actor timers (`timers`, `None` until one is set) and the idle timeout."""
+
+    __slots__ = ()
+
+    def set_timer(self, actor: Actor, name: str, seconds: float) -> None:
+        if self.timers is None:
+            self.timers = {}
+        runtime = self.conf.runtime
+        due = runtime.now() + seconds
+        self.timers[actor, name] = Timer(actor, name, seconds, due)
+        runtime.wheel.schedule(self, due)
+
+    def cancel_timer(self, actor: Actor, name: str) -> None:
+        if self.timers:
+            self.timers.pop((actor, name), None)
+
+    def drop_timers(self, actors: tuple[Actor, ...] | list[Actor]) -> None:
+        """Cancel every timer of these actors."""
+        if self.timers:
+            for key in [k for k in self.timers if any(k[0] is a for a in actors)]:
+                del self.timers[key]
+
+    def wake(self, now: float) -> None:
+        """Called by the wheel at (or after) the earliest deadline asked for."""
+        if self.claim is None:  # stopped
+            return
+        runtime = self.conf.runtime
+        if self.busy:
+            runtime.wheel.schedule(self, now + BUSY_RETRY)  # due work waits for the turn
+            return
+        if self.timers and not self.conf.durable:
+            # The hot path of 100 k ticking actors: fire synchronous timers right here.
+            due = self.due_timers(now)
+            if due and not any(t.actor._wes_async_timer for t in due):
+                self.fire_timers_inline(due, now)
+                return
+        work = self.due_work(now)
+        if work is None:
+            self.reschedule()
+        else:
+            self.busy = True
+            runtime.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
+
+    def due_work(self, now: float) -> str | None:
+        timers = self.timers
+        if timers and any(t.due <= now for t in timers.values()):
+            return "timers"
+        idle = self.conf.idle_timeout
+        if idle is not None and now >= self.last_active + idle:
+            return "idle"
+        return None
+
+    async def _run_due(self, work: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await work()
+        finally:
+            self.pass_turn()
+            if self.running:
+                self.reschedule()
+
+    async def stop_idle(self) -> None:
+        # A failed save was counted; the channel runs on and retries after another period.
+        # An on_deactivate hook that raised killed the channel, and that was counted too.
+        with contextlib.suppress(Exception):
+            await self.stop_in_turn("idle")
+        if self.running:
+            self.last_active = self.conf.runtime.now()  # retry after another idle period
+
+    def due_timers(self, now: float) -> list[Timer]:
+        """The timers due at `now`, earliest first."""
+        due = [t for t in (self.timers or {}).values() if t.due <= now]
+        if len(due) > 1:
+            due.sort(key=lambda t: t.due)
+        return due
+
+    def fire_timers_inline(self, due: list[Timer], now: float) -> None:
+        """Fire due synchronous timers right in the wheel's callback, as a free channel runs
+        commands in its caller: no task, no future (there may be 100 k timers ticking).
+        Only for periodic durability, where nothing needs awaiting afterwards."""
+        runtime = self.conf.runtime
+        for timer in due:
+            if self.timers is None or self.timers.get((timer.actor, timer.name)) is not timer:
+                continue  # cancelled by an earlier timer, or the channel stopped
+            timer.due += timer.interval
+            if timer.due <= now:
+                timer.due = now + timer.interval  # fell behind: skip, don't burst
+            runtime.event("timer", timer.name, self.id)
+            timer.actor._wes_dirty = True
+            try:
+                timer.actor.on_timer(timer.name)
+            except Exception as exc:
+                self.crash_later(exc)
+                return
+            if not self.dirty:
+                self.mark_dirty()
+        if self.pending is not None:  # a timer asked to stop the channel or to leave it
+            self.busy = True
+            runtime.spawn(self._run_due(self.finish))
+        else:
+            self.reschedule(now)
+
+    async def fire_timers(self) -> None:
+        runtime = self.conf.runtime
+        now = runtime.now()
+        for timer in self.due_timers(now):
+            if not self.running or self.timers is None:
+                return
+            if self.timers.get((timer.actor, timer.name)) is not timer:
+                continue  # cancelled by an earlier timer
+            timer.due += timer.interval
+            if timer.due <= now:
+                timer.due = now + timer.interval  # fell behind: skip, don't burst
+            runtime.event("timer", timer.name, self.id)
+            try:
+                timer.actor._wes_dirty = True
+                await holding(self, timer.actor.on_timer(timer.name))
+            except BaseException as exc:
+                await self.crash(exc)
+                return
+            self.mark_dirty()
+        if self.running:
+            # A failure was counted, and the channel stopped (durable) or runs on.
+            with contextlib.suppress(Exception):
+                await self.finish()
+
+    def reschedule(self, now: float | None = None) -> None:
+        """Ask the wheel to wake this channel at its next deadline."""
+        conf = self.conf
+        deadline = _NEVER
+        if conf.idle_timeout is not None:
+            deadline = self.last_active + conf.idle_timeout
+        timers = self.timers
+        if timers:
+            if len(timers) == 1:
+                for timer in timers.values():
+                    if timer.due < deadline:
+                        deadline = timer.due
+            else:
+                deadline = min(deadline, min(t.due for t in timers.values()))
+        if deadline != _NEVER:
+            if now is None:
+                now = conf.runtime.now()
+            conf.runtime.wheel.schedule(self, max(deadline, now + MIN_WAIT), now)
