@@ -138,9 +138,21 @@ class Stats(ABC):
     """Receives every event of every channel. Called synchronously on the event loop: it must
     not block.
 
-    `kind` and `name` are the pair `MemoryStats.counts()` keys by, such as `("command",
-    "incr")` or `("stop", "ValueError")`. `seconds` is the handling time of commands, reads
-    and saves when `timed` is true; `error` the exception of a stop or failed save.
+    `kind` and `name` are the pair `MemoryStats.counts()` keys by; `ident` is the channel's
+    id unless said otherwise. The events:
+
+    - `("start", "channel")`: a channel started; `("start", "actor")`: the actor `ident`
+      joined a channel.
+    - `("command", NAME)`: a running channel received the command, handled or raising.
+    - `("read", NAME)`: the actor `ident` answered the read or raised.
+    - `("dead_letter", NAME)`: the command reached a channel without actors.
+    - `("timer", NAME)`: an actor's timer fired.
+    - `("save", "ok")`, `("save", "error")`: a save of the channel's actors worked or failed.
+    - `("stop", REASON)`: the channel stopped, its claims released; `REASON` is `"normal"`,
+      `"idle"`, `"lease_lost"`, or the type name of the exception that killed it.
+
+    `seconds` is the handling time of commands, reads and saves when `timed` is true;
+    `error` the exception of a stop or failed save.
     """
 
     timed: bool = False

@@ -29,6 +29,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ._errors import StateNotEncodable
+from ._wheel import BUSY_DELAY, RESOLUTION  # a save bucket is one wheel slot
 
 if TYPE_CHECKING:
     from ._abc import Ident, Write
@@ -41,8 +42,6 @@ CHUNK = 128
 """Channels snapshotted between two yields to the loop: the first chunk is small, so that
 the first write starts at once, and later ones double up to `CHUNK` (about a millisecond of
 work)."""
-RESOLUTION = 0.001  # seconds per save bucket
-BUSY_DELAY = 0.002  # a channel busy when its bucket is due tries again this much later
 FAILING_LOG_INTERVAL = 10.0
 """Seconds between two log lines of one channel's failing saves, after the streak's first."""
 

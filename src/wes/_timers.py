@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._state import ChannelState, Timer
 from ._turn import holding
+from ._wheel import BUSY_DELAY, RESOLUTION
 
 if TYPE_CHECKING:
     from ._actor import Actor
 
 _NEVER = float("inf")
-BUSY_RETRY = 0.002  # seconds before a wheel wake-up that found the channel busy looks again
-MIN_WAIT = 0.001  # the earliest a channel asks the wheel for, from now
 
 
 class Timers(ChannelState):
@@ -47,7 +46,7 @@ class Timers(ChannelState):
             return
         runtime = self.conf.runtime
         if self.busy:
-            runtime.wheel.schedule(self, now + BUSY_RETRY)  # due work waits for the turn
+            runtime.wheel.schedule(self, now + BUSY_DELAY)  # due work waits for the turn
             return
         if self.timers and not self.conf.durable:
             # The hot path of 100 k ticking actors: fire synchronous timers right here.
@@ -161,4 +160,4 @@ class Timers(ChannelState):
         if deadline != _NEVER:
             if now is None:
                 now = conf.runtime.now()
-            conf.runtime.wheel.schedule(self, max(deadline, now + MIN_WAIT), now)
+            conf.runtime.wheel.schedule(self, max(deadline, now + RESOLUTION), now)

@@ -17,6 +17,9 @@ import heapq
 import math
 from typing import Any, Protocol
 
+RESOLUTION = 0.001  # seconds: the wheel's default slot, and the earliest a sleeper asks for
+BUSY_DELAY = 0.002  # seconds before a sleeper that found its channel busy looks again
+
 
 class Sleeper(Protocol):
     """What the wheel wakes. `wake_slot` belongs to the wheel: it is the entry list of the
@@ -34,7 +37,7 @@ class Wheel:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        resolution: float = 0.001,
+        resolution: float = RESOLUTION,
         horizon: float = 1.0,
         coarse: float = 0.25,
     ) -> None:
