@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._abc import Record, Registry, Store
 from ._errors import WesError
-
-log = logging.getLogger("wes.cli")
+from .bank import _serve as bank_serve
 
 DEFAULT_DB = "wes.db"
-GRACE = 10  # seconds in-flight requests get to finish after SIGTERM before they are cut
-PROBE_TIMEOUT = 10.0  # seconds the store and registry get to answer at startup
 
 
 class UsageProblem(Exception):
@@ -127,26 +121,6 @@ def _store_arg(args: argparse.Namespace) -> tuple[Store, str]:
 # -- the parser -----------------------------------------------------------------------------
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {port}")
-    return port
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return seconds
-
-
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -181,11 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     bank.set_defaults(run=None, parser=bank)
 
     serve = bank_commands.add_parser(
-        "serve",
-        help="serve the bank over HTTP",
-        description="Serve the bank over HTTP until SIGTERM or SIGINT, then stop every "
-        "session normally (saving), release every lease and exit 0. Each request names its "
-        "session in a User-Id header; GET / is a live page, GET /metrics Prometheus metrics.",
+        "serve", help=bank_serve.HELP, description=bank_serve.DESCRIPTION
     )
     _add_store_options(serve)
     serve.add_argument(
@@ -195,27 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="where sessions and accounts are locked: memory (this process; the default), "
         "sqlite:///PATH (the processes of one host), redis://HOST[:PORT][/DB] (several hosts)",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
-    serve.add_argument(
-        "--port", type=_port, default=8080, help="the port to listen on (0: any free one)"
-    )
-    serve.add_argument(
-        "--idle-timeout",
-        type=_seconds,
-        default=60.0,
-        metavar="SECONDS",
-        help="a session without requests for this long ends, saving and unlocking its "
-        "accounts (default: 60)",
-    )
-    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line")
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="the lowest level logged (default: info; debug shows every stats event)",
-    )
-    serve.add_argument("--access-log", action="store_true", help="log every request")
-    serve.set_defaults(run=_serve, parser=serve)
+    bank_serve.add_arguments(serve)
+    serve.set_defaults(run=_bank_serve, parser=serve)
 
     inspect = commands.add_parser(
         "inspect",
@@ -311,135 +262,12 @@ def _decode(codec: Any, record: Record) -> tuple[Any, str | None]:
 # -- wes bank serve -------------------------------------------------------------------------
 
 
-def _serve(args: argparse.Namespace) -> int:
-    try:
-        import starlette  # noqa: F401 - only to fail early, naming the extra
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise ImportError("wes bank serve needs: pip install 'wes-actors[service]'") from None
+def _bank_serve(args: argparse.Namespace) -> int:
+    """`wes bank serve`: the store and registry from their URLs, served by `wes.bank`."""
+    bank_serve.require_service()  # first: a missing extra is the answer, even to a bad URL
     store, store_url = _store_arg(args)
     registry = registry_from_url(args.registry)
-    from ._logging import configure_logging
-
-    handler = configure_logging(args.log_level, json=args.log_json, loggers=("wes", "uvicorn"))
-    handler.addFilter(_drop_color)
-    try:
-        return asyncio.run(_serve_async(args, store, registry, store_url))
-    except KeyboardInterrupt:  # a SIGINT before the handlers were in place
-        return 0
-
-
-def _drop_color(record: logging.LogRecord) -> bool:
-    """uvicorn adds a copy of its message with terminal colours; a log line wants one."""
-    record.__dict__.pop("color_message", None)
-    return True
-
-
-async def _serve_async(
-    args: argparse.Namespace, store: Store, registry: Registry, store_url: str
-) -> int:
-    import uvicorn
-
-    from ._prometheus import PrometheusStats
-    from ._stats import LoggingStats, MultiStats
-    from .bank import build_node
-    from .bank._app import create_app
-    from .bank._live import LiveStats
-
-    prometheus = PrometheusStats()
-    stats = MultiStats(LoggingStats(), prometheus, LiveStats())
-    node = build_node(store, registry, stats, idle_timeout=args.idle_timeout)
-    prometheus.watch(node)
-    app = create_app(node)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=args.access_log,
-        lifespan="off",
-        timeout_graceful_shutdown=GRACE,
-        server_header=False,
-    )
-    server = _server_class()(config)
-    with _stop_on_signals(server):
-        async with node:
-            try:
-                await asyncio.wait_for(_probe(store, registry), PROBE_TIMEOUT)
-            except (WesError, TimeoutError) as exc:
-                log.error("the store or registry does not answer: %s", str(exc) or "timeout")
-                return 1
-            log.info("bank starting: store %s, registry %s", store_url, args.registry)
-            try:
-                await server.serve()
-            except SystemExit:  # uvicorn's way to say it could not start; it logged why
-                return 1
-            log.info("stopping: saving and ending %d sessions", node.live_channels)
-        log.info("stopped: every session ended and every lease released")
-    return 0
-
-
-async def _probe(store: Store, registry: Registry) -> None:
-    """One read of each backend, so a store or registry that is down stops the start."""
-    try:
-        await store.read(["wes-cli/probe"])
-        await registry.holder("channel", ("wes-cli", "probe"))
-    except WesError:
-        raise
-    except Exception as exc:
-        raise WesError(f"{exc!r}") from exc
-
-
-@contextlib.contextmanager
-def _stop_on_signals(server: Any) -> Iterator[None]:
-    """SIGTERM or SIGINT: the server stops accepting requests, lets the running ones finish
-    and returns; a second SIGINT cuts the wait for them short. Installed around the whole
-    run, so a signal during the final saves cannot kill the process half way."""
-    loop = asyncio.get_running_loop()
-    handled = (signal.SIGTERM, signal.SIGINT)
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not server.should_exit:
-            log.info("%s: stopping", sig.name)
-            server.should_exit = True
-        elif sig == signal.SIGINT:
-            log.info("SIGINT again: not waiting for running requests")
-            server.force_exit = True
-
-    for sig in handled:
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        yield
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-
-
-def _server_class() -> type[Any]:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, without its own signal handling: `_stop_on_signals` does it,
-        and unlike uvicorn's it does not raise the signal again once the server stopped
-        (which would kill the process before the node saved)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-        def install_signal_handlers(self) -> None:  # older uvicorn
-            pass
-
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                for listener in getattr(self, "servers", ()):
-                    for sock in listener.sockets:
-                        host, port = sock.getsockname()[:2]
-                        host = f"[{host}]" if ":" in host else host
-                        print(f"wes bank: serving on http://{host}:{port}", flush=True)
-
-    return Server
+    return bank_serve.serve(args, store, registry, store_url=store_url, registry_url=args.registry)
 
 
 if __name__ == "__main__":

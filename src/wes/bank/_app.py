@@ -19,6 +19,7 @@ try:
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import BaseRoute, Route
+    from starlette.types import ExceptionHandler
 except ImportError:
     raise ImportError("the bank service needs: pip install 'wes-actors[service]'") from None
 
@@ -51,8 +52,9 @@ S = TypeVar("S", bound=Stats)
 MAX_BODY = 16 * 1024
 """The largest request body read, in bytes; a bank request needs a few dozen."""
 
-# Exception type -> (status, error code). The first match in this order wins.
-_ERRORS: list[tuple[type[BaseException], int, str]] = [
+# Exception type -> (status, error code). No type here derives from another, so the handler
+# Starlette picks (that of the nearest class in the exception's MRO) is the one of its row.
+_ERRORS: list[tuple[type[Exception], int, str]] = [
     (InvalidRequest, 400, "invalid_request"),
     (AccountNotFound, 404, "account_not_found"),
     (AccountLocked, 409, "account_locked"),
@@ -143,10 +145,7 @@ def create_app(node: Node, *, bank: Bank | None = None, title: str = "wes bank")
         Route("/{account}/transfer", ops.transfer, methods=["POST"]),
         Route("/{account}/balance", ops.balance, methods=["GET"]),
     ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
-    )
+    app = Starlette(routes=routes, exception_handlers=_exception_handlers())
     app.state.bank = bank
     app.state.node = node
     return app
@@ -169,58 +168,41 @@ def _path(route: BaseRoute) -> str:
 
 
 class _Endpoints:
-    """The bank routes; each turns the request into a `Bank` call and its outcome into JSON."""
+    """The bank routes; each turns the request into a `Bank` call and its result into JSON.
+    What they raise, the app's exception handlers answer (`_exception_handlers`)."""
 
     def __init__(self, bank: Bank, reserved: frozenset[str]) -> None:
         self.bank = bank
         self.reserved = reserved
 
     async def login(self, request: Request) -> Response:
-        return await _answer(request, self._login)
-
-    async def _login(self, request: Request) -> Response:
         user = _user(request)
         accounts = await self.bank.login(user)
         return JSONResponse({"session": user, "accounts": sorted(accounts)})
 
     async def logout(self, request: Request) -> Response:
-        return await _answer(request, self._logout)
-
-    async def _logout(self, request: Request) -> Response:
         user = _user(request)
         return JSONResponse({"session": user, "stopped": await self.bank.logout(user)})
 
     async def open(self, request: Request) -> Response:
-        return await _answer(request, self._open)
-
-    async def _open(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         created, balance = await self.bank.open(user, name)
         body = {"account": name, "balance": balance, "created": created}
         return JSONResponse(body, status_code=201 if created else 200)
 
     async def insert(self, request: Request) -> Response:
-        return await _answer(request, self._insert)
-
-    async def _insert(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         amount = _field(await _body(request), "amount")
         balance = await self.bank.insert(user, name, amount)
         return JSONResponse({"account": name, "balance": balance})
 
     async def withdraw(self, request: Request) -> Response:
-        return await _answer(request, self._withdraw)
-
-    async def _withdraw(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         amount = _field(await _body(request), "amount")
         balance = await self.bank.withdraw(user, name, amount)
         return JSONResponse({"account": name, "balance": balance})
 
     async def transfer(self, request: Request) -> Response:
-        return await _answer(request, self._transfer)
-
-    async def _transfer(self, request: Request) -> Response:
         user, source = _user(request), self._account(request)
         body = await _body(request)
         target, amount = _field(body, "to"), _field(body, "amount")
@@ -230,9 +212,6 @@ class _Endpoints:
         return JSONResponse({"from": source, "to": target, "amount": amount, "balances": balances})
 
     async def balance(self, request: Request) -> Response:
-        return await _answer(request, self._balance)
-
-    async def _balance(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         return JSONResponse({"balance": await self.bank.balance(user, name)})
 
@@ -243,19 +222,6 @@ class _Endpoints:
         if name in self.reserved:
             raise ApiError(400, "invalid_request", f"{name!r} is reserved, not an account name")
         return name
-
-
-async def _answer(request: Request, handle: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Run `handle`, turning the errors it may raise into JSON answers."""
-    try:
-        return await handle(request)
-    except ApiError as exc:
-        return _error(exc.status, exc.code, str(exc))
-    except Exception as exc:
-        for cls, status, code in _ERRORS:
-            if isinstance(exc, cls):
-                return _error(status, code, str(exc), **_details(exc))
-        raise  # a bug: `_internal_error` answers 500 and it is logged with its traceback
 
 
 def _details(exc: BaseException) -> dict[str, Any]:
@@ -363,6 +329,31 @@ def _metrics_endpoint(stats: PrometheusStats | None) -> Callable[[Request], Awai
     return metrics
 
 
+def _exception_handlers() -> dict[Any, ExceptionHandler]:
+    """Every error an endpoint raises, turned into its JSON answer. Anything else is a bug:
+    the `Exception` handler answers 500 from Starlette's `ServerErrorMiddleware`, which then
+    raises the exception on, so the server logs it with its traceback."""
+    handlers: dict[Any, ExceptionHandler] = {
+        cls: _known_error(status, code) for cls, status, code in _ERRORS
+    }
+    handlers[ApiError] = _api_error
+    handlers[HTTPException] = _http_error
+    handlers[Exception] = _internal_error
+    return handlers
+
+
+def _known_error(status: int, code: str) -> ExceptionHandler:
+    async def answer(request: Request, exc: Exception) -> Response:
+        return _error(status, code, str(exc), **_details(exc))
+
+    return answer
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error(exc.status, exc.code, str(exc))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -372,5 +363,4 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    # Starlette raises the exception on after this answer, and the server logs it once.
     return _error(500, "internal_error", "the server failed; this is a bug")

@@ -2,17 +2,20 @@
 recent errors and the channels whose saves are failing, and `live_routes`, a self-updating
 HTML page at `/` over a JSON endpoint.
 
-The page is one self-contained document (no CDN, no external asset): its script polls
-`api/live` about once a second and rewrites the numbers and tables in place.
+The page is one self-contained document (no CDN, no external asset), put together from the
+package's `static/live.html`, `live.css` and `live.js`: its script polls `api/live` about
+once a second and rewrites the numbers and tables in place.
 """
 
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from wes.abc import Ident, Stats
@@ -296,7 +299,7 @@ def live_routes(node: Node, live_stats: LiveStats, *, title: str = "wes bank") -
     except ImportError:
         raise ImportError("the live page needs: pip install 'wes-actors[service]'") from None
 
-    page = _PAGE.replace("{{title}}", html.escape(title))
+    page = live_page_html(title)
 
     async def live_page(request: Request) -> Response:
         return HTMLResponse(page, headers=_PAGE_HEADERS)
@@ -321,209 +324,19 @@ _PAGE_HEADERS = {
     ),
 }
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{title}} · live</title>
-<style>
-  :root {
-    --bg: #f5f6f8; --card: #fff; --ink: #1d2330; --muted: #6b7385; --line: #e3e6ec;
-    --accent: #2f6fde; --ok: #1e9e5a; --bad: #d13b3b;
-  }
-  * { box-sizing: border-box; }
-  body { margin: 0; background: var(--bg); color: var(--ink);
-         font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-  header { background: var(--ink); color: #fff; }
-  header .bar { display: flex; align-items: baseline; gap: 1rem; max-width: 72rem;
-                margin: 0 auto; padding: 1rem 2rem; }
-  header h1 { margin: 0; font-size: 1.25rem; font-weight: 600; }
-  header h1 span { font-weight: 400; color: #c8cede; }
-  header .status { margin-left: auto; font-size: .85rem; color: #c8cede; }
-  .dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%;
-         margin-right: .4rem; background: var(--muted); vertical-align: middle; }
-  .live .dot { background: var(--ok); }
-  .down .dot { background: var(--bad); }
-  main { max-width: 72rem; margin: 0 auto; padding: 1.5rem 2rem 3rem; }
-  .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(10rem, 1fr));
-           gap: 1rem; }
-  .card { background: var(--card); border: 1px solid var(--line); border-radius: .5rem;
-          padding: .9rem 1rem; }
-  .card .label { color: var(--muted); font-size: .8rem; text-transform: uppercase;
-                 letter-spacing: .04em; }
-  .card .value { font-size: 1.9rem; font-weight: 600; font-variant-numeric: tabular-nums; }
-  .card.errors .value { color: var(--bad); }
-  section { margin-top: 1.5rem; background: var(--card); border: 1px solid var(--line);
-            border-radius: .5rem; padding: 1rem 1.25rem; }
-  section h2 { margin: 0 0 .75rem; font-size: 1rem; font-weight: 600; }
-  section h2 small { color: var(--muted); font-weight: 400; }
-  #chart { width: 100%; height: 90px; display: block; border-bottom: 1px solid var(--line); }
-  #chart rect { fill: var(--accent); }
-  .split { display: grid; grid-template-columns: 1fr 2fr; gap: 1.5rem; }
-  .split section { margin-top: 1.5rem; }
-  table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
-  th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line);
-           vertical-align: top; }
-  th { color: var(--muted); font-weight: 500; font-size: .8rem; }
-  td.num { text-align: right; }
-  td.msg { word-break: break-word; }
-  td.type { color: var(--bad); font-weight: 500; }
-  .empty { color: var(--muted); font-style: italic; }
-  @media (max-width: 50rem) { .split { grid-template-columns: 1fr; } }
-</style>
-</head>
-<body>
-<header><div class="bar">
-  <h1>{{title}} <span>· live</span></h1>
-  <span class="status" id="status"><span class="dot"></span>
-    <span id="status-text">connecting…</span></span>
-</div></header>
-<main>
-  <div class="cards">
-    <div class="card"><div class="label">Live channels</div>
-      <div class="value" id="channels">&ndash;</div></div>
-    <div class="card"><div class="label">Live actors</div>
-      <div class="value" id="actors">&ndash;</div></div>
-    <div class="card"><div class="label">Commands / s</div>
-      <div class="value" id="rate">&ndash;</div></div>
-    <div class="card"><div class="label">Commands</div>
-      <div class="value" id="commands">&ndash;</div></div>
-    <div class="card"><div class="label">Reads</div>
-      <div class="value" id="reads">&ndash;</div></div>
-    <div class="card errors"><div class="label">Errors</div>
-      <div class="value" id="errors">&ndash;</div></div>
-    <div class="card errors"><div class="label">Saves failing</div>
-      <div class="value" id="saves-failing">&ndash;</div></div>
-  </div>
-  <section>
-    <h2>Channels whose saves are failing <small id="saves-failing-note"></small></h2>
-    <table><thead><tr><th>channel</th><th class="num">failures</th><th>since</th><th>type</th>
-    <th>last error</th></tr></thead>
-    <tbody id="failing-rows"></tbody></table>
-  </section>
-  <section>
-    <h2>Commands per second <small id="chart-note"></small></h2>
-    <svg id="chart" viewBox="0 0 600 90" preserveAspectRatio="none" role="img"
-         aria-label="commands per second"></svg>
-  </section>
-  <div class="split">
-    <section>
-      <h2>Events</h2>
-      <table><thead><tr><th>kind</th><th>name</th><th class="num">count</th></tr></thead>
-      <tbody id="counts"></tbody></table>
-    </section>
-    <section>
-      <h2>Recent errors</h2>
-      <table><thead><tr><th>time</th><th>channel</th><th>event</th><th>type</th><th>message</th></tr></thead>
-      <tbody id="error-rows"></tbody></table>
-    </section>
-  </div>
-</main>
-<script>
-"use strict";
-const POLL_MS = 1000;
-const SVG = "http://www.w3.org/2000/svg";
-const $ = (id) => document.getElementById(id);
-const number = new Intl.NumberFormat("en-US");
-let updates = 0;
 
-function text(id, value) {
-  const el = $(id);
-  if (el.textContent !== value) el.textContent = value;
-}
+_PLACEHOLDER = re.compile(r"\{\{(title|style|script)\}\}")
 
-function cell(value, cls) {
-  const td = document.createElement("td");
-  td.textContent = value;
-  if (cls) td.className = cls;
-  return td;
-}
 
-function rows(id, items, columns, emptyText) {
-  const body = $(id);
-  const fresh = document.createDocumentFragment();
-  for (const item of items) {
-    const tr = document.createElement("tr");
-    for (const [value, cls] of columns(item)) tr.appendChild(cell(value, cls));
-    fresh.appendChild(tr);
-  }
-  if (!items.length) {
-    const tr = document.createElement("tr");
-    const td = cell(emptyText, "empty");
-    td.colSpan = 5;
-    tr.appendChild(td);
-    fresh.appendChild(tr);
-  }
-  body.replaceChildren(fresh);
-}
-
-function chart(history, windowSeconds) {
-  const svg = $("chart");
-  const max = Math.max(1, ...history);
-  const width = 600 / Math.max(1, history.length);
-  const bars = history.map((n, i) => {
-    const rect = document.createElementNS(SVG, "rect");
-    const h = n ? Math.max(2, (n / max) * 86) : 0;
-    rect.setAttribute("x", (i * width + 1).toFixed(1));
-    rect.setAttribute("width", Math.max(1, width - 2).toFixed(1));
-    rect.setAttribute("y", (90 - h).toFixed(1));
-    rect.setAttribute("height", h.toFixed(1));
-    const tip = document.createElementNS(SVG, "title");
-    const ago = history.length - 1 - i;
-    tip.textContent = (ago ? ago + " s ago: " : "this second: ") + n;
-    rect.appendChild(tip);
-    return rect;
-  });
-  svg.replaceChildren(...bars);
-  text("chart-note", "last " + history.length + " s, peak " + number.format(max) +
-       "; the rate above averages the last " + windowSeconds + " s");
-}
-
-function render(d) {
-  const kinds = d.kinds || {};
-  text("channels", number.format(d.channels));
-  text("actors", number.format(d.actors));
-  text("rate", d.rate.toFixed(1));
-  text("commands", number.format(kinds.command || 0));
-  text("reads", number.format(kinds.read || 0));
-  text("errors", number.format(d.error_total));
-  text("saves-failing", number.format(d.saves_failing.length) + (d.saves_failing_full ? "+" : ""));
-  text("saves-failing-note", d.saves_failing_full ? "(the list is full: more may be failing)" : "");
-  chart(d.history, d.window);
-  rows("counts", d.counts,
-       (c) => [[c.kind], [c.name], [number.format(c.count), "num"]], "no events yet");
-  rows("error-rows", d.errors,
-       (e) => [[new Date(e.time * 1000).toLocaleTimeString("en-GB")], [e.channel], [e.kind],
-               [e.type, "type"], [e.message, "msg"]], "no errors");
-  rows("failing-rows", d.saves_failing,
-       (f) => [[f.channel], [number.format(f.failures), "num"],
-               [new Date(f.since * 1000).toLocaleTimeString("en-GB")],
-               [f.type, "type"], [f.message, "msg"]], "every save works");
-}
-
-function status(ok, detail) {
-  $("status").className = "status " + (ok ? "live" : "down");
-  text("status-text", detail);
-}
-
-async function poll() {
-  try {
-    const response = await fetch("api/live", {cache: "no-store"});
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    render(await response.json());
-    updates += 1;
-    document.body.dataset.updates = String(updates);
-    status(true, "live · updated " + new Date().toLocaleTimeString("en-GB"));
-  } catch (err) {
-    status(false, "disconnected (" + err.message + "), retrying");
-  } finally {
-    setTimeout(poll, POLL_MS);
-  }
-}
-
-poll();
-</script>
-</body>
-</html>
-"""
+def live_page_html(title: str = "wes bank") -> str:
+    """The live page as one document: `static/live.html` with the title, and the style and
+    script of `static/live.css` and `static/live.js` inline (the page's policy allows no
+    other source). One pass fills the slots, so a title like `{{script}}` stays text."""
+    static = files(__package__) / "static"
+    parts = {
+        "title": html.escape(title),
+        "style": (static / "live.css").read_text(encoding="utf-8").rstrip("\n"),
+        "script": (static / "live.js").read_text(encoding="utf-8").rstrip("\n"),
+    }
+    template = (static / "live.html").read_text(encoding="utf-8")
+    return _PLACEHOLDER.sub(lambda slot: parts[slot[1]], template)
