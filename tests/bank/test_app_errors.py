@@ -9,20 +9,11 @@ import httpx
 import pytest
 
 import wes
-from wes.bank import (
-    AccountExists,
-    AccountLocked,
-    AccountNotFound,
-    BalanceLimitExceeded,
-    Bank,
-    InsufficientFunds,
-    build_node,
-    create_app,
-)
+from wes import bank
 from wes.bank._app import _ERRORS
 
 
-class RaisingBank(Bank):
+class RaisingBank(bank.Bank):
     """A bank whose every operation raises the exception it was given."""
 
     def __init__(self, node: wes.Node, exc: BaseException) -> None:
@@ -34,8 +25,8 @@ class RaisingBank(Bank):
 
 
 def client_raising(exc: BaseException) -> httpx.AsyncClient:
-    node = build_node(wes.MemoryStore())
-    app = create_app(node, bank=RaisingBank(node, exc))
+    node = bank.build_node(wes.MemoryStore())
+    app = bank.create_app(node, bank=RaisingBank(node, exc))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://bank")
 
@@ -47,9 +38,9 @@ async def answer_to(exc: BaseException) -> httpx.Response:
 
 def an_instance(cls: type[Exception]) -> Exception:
     """An instance of `cls` with the attributes its answer shows."""
-    if issubclass(cls, InsufficientFunds | BalanceLimitExceeded):
+    if issubclass(cls, bank.InsufficientFunds | bank.BalanceLimitExceeded):
         return cls("alice", 5, 10)
-    if issubclass(cls, AccountNotFound | AccountLocked | AccountExists):
+    if issubclass(cls, bank.AccountNotFound | bank.AccountLocked | bank.AccountExists):
         return cls("alice")
     return cls("it broke")
 
@@ -78,10 +69,10 @@ async def test_every_mapped_error_answers_its_status_and_code(
 
 async def test_an_overdraft_answers_its_details() -> None:
     """An overdraft names the account, balance and amount, and says the session ended."""
-    response = await answer_to(InsufficientFunds("alice", 5, 10))
+    response = await answer_to(bank.InsufficientFunds("alice", 5, 10))
     assert response.json() == {
         "error": "insufficient_funds",
-        "message": str(InsufficientFunds("alice", 5, 10)),
+        "message": str(bank.InsufficientFunds("alice", 5, 10)),
         "account": "alice",
         "balance": 5,
         "amount": 10,
@@ -92,7 +83,7 @@ async def test_an_overdraft_answers_its_details() -> None:
 async def test_a_subclass_of_a_mapped_error_answers_like_it() -> None:
     """A subclass of a mapped error answers as its base does."""
 
-    class GoneForGood(AccountNotFound):
+    class GoneForGood(bank.AccountNotFound):
         pass
 
     response = await answer_to(GoneForGood("alice"))
