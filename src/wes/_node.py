@@ -244,6 +244,7 @@ class Node:
                 return await ch.run_command(name, args, kwargs)
             # The fast path: the channel is free and every handler is synchronous, so
             # nothing else can run on this loop until we are done; no lock, task or future.
+            # It is `Channel._command_then_pass` inline, holding the turn unmarked (`_turn`).
             ch.last_active = started
             try:
                 handled = ch.apply_sync(name, args, kwargs)
