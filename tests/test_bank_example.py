@@ -314,6 +314,7 @@ def run_example(cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.subprocess
 def test_example_runs_twice(tmp_path: Path) -> None:
     """examples/bank.py runs as a script, twice in a row on the same wes.db."""
     first = run_example(tmp_path)

@@ -43,8 +43,8 @@ from hypothesis.stateful import (
 )
 
 import wes
-from conftest import wait_until
-from servers import redis_server
+from tests.support.servers import redis_server
+from tests.support.waiting import wait_until
 from wes.bank import (
     ACCOUNT,
     MAX_AMOUNT,
@@ -681,6 +681,7 @@ def test_create_app_without_starlette_names_the_extra(monkeypatch: pytest.Monkey
 # -- sessions over time, restarts and signals -----------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_idle_session_ends_and_unlocks(tmp_path: Path) -> None:
     """A session without requests for --idle-timeout seconds ends, saving and unlocking its
     accounts for other sessions."""
@@ -695,6 +696,7 @@ async def test_idle_session_ends_and_unlocks(tmp_path: Path) -> None:
             assert taken.status_code == 200 and taken.json()["balance"] == 9
 
 
+@pytest.mark.subprocess
 async def test_balances_persist_across_restart(tmp_path: Path) -> None:
     """What one service run acknowledged, the next run on the same --db finds."""
     with serving(tmp_path, "--db", "bank.db") as service:
@@ -713,6 +715,7 @@ async def test_balances_persist_across_restart(tmp_path: Path) -> None:
             assert (await post(client, "/a", "eve")).json()["created"] is False
 
 
+@pytest.mark.subprocess
 async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     """Every request answered with success survives a SIGKILL of the service (durability
     "command"), and an overdraft before the kill takes none of them back."""
@@ -733,6 +736,7 @@ async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
             assert await balance(client, "ann", "b") == 7
 
 
+@pytest.mark.subprocess
 async def test_sigterm_saves_releases_and_exits_0(tmp_path: Path) -> None:
     """SIGTERM while requests stream in: the service stops accepting, finishes, exits 0; no
     acknowledged insert is lost, and a second process sharing the registry takes the
@@ -778,6 +782,8 @@ async def test_sigterm_saves_releases_and_exits_0(tmp_path: Path) -> None:
     assert "SIGTERM: stopping" in log and "every lease released" in log, log
 
 
+@pytest.mark.redis
+@pytest.mark.subprocess
 async def test_store_down_is_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """When the store goes away, requests answer 503 with Retry-After (not acknowledged,
     never a 500), and the service still stops with exit 0."""
@@ -801,6 +807,7 @@ def _stop_redis(url: str) -> None:
         redis.Redis.from_url(url).shutdown(nosave=True)
 
 
+@pytest.mark.subprocess
 async def test_sigint_exits_0_and_logs_json(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) stops the service like SIGTERM: exit 0, sessions saved; with
     --log-json every log line is one JSON object, an overdraft's at INFO without a

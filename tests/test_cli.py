@@ -53,6 +53,7 @@ def test_help_everywhere(
         assert word in out
 
 
+@pytest.mark.subprocess
 def test_installed_command_runs() -> None:
     """The `wes` console script is installed and answers --help."""
     done = run("bank", "serve", "--help")
@@ -118,6 +119,7 @@ def test_serve_without_the_service_extra(
     assert "pip install 'wes-actors[service]'" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_serve_with_a_store_that_does_not_answer_exits_1() -> None:
     """A store nobody listens for stops the start at once: exit 1, saying so."""
     with socket.socket() as sock:
@@ -130,6 +132,7 @@ def test_serve_with_a_store_that_does_not_answer_exits_1() -> None:
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.subprocess
 def test_serve_on_a_port_in_use_exits_1(tmp_path: Path) -> None:
     """A port another socket listens on: exit 1 (uvicorn logs why)."""
     with socket.socket() as sock:

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import wes
-from conftest import wait_until
+from tests.support.waiting import wait_until
 from wes.bank._live import MESSAGE_LIMIT, OTHER, LiveStats, live_routes
 
 SCREENSHOT = Path(tempfile.gettempdir()) / "wes-live-page.png"
@@ -464,6 +464,7 @@ class Browser:
         await self._reader
 
 
+@pytest.mark.browser
 async def test_page_renders_live_numbers_in_chromium(tmp_path: Path) -> None:
     """Chromium shows the live channels, actors, command count and the recent error, with the
     error's markup as plain text."""
@@ -493,6 +494,7 @@ async def test_page_renders_live_numbers_in_chromium(tmp_path: Path) -> None:
     assert SCREENSHOT.stat().st_size > 10_000
 
 
+@pytest.mark.browser
 async def test_page_updates_after_a_command_without_reloading(tmp_path: Path) -> None:
     """After a command runs, the open page shows the new counts by itself, without a reload."""
     async with live_server(tmp_path) as (url, _, _), httpx.AsyncClient(base_url=url) as http:
@@ -510,6 +512,7 @@ async def test_page_updates_after_a_command_without_reloading(tmp_path: Path) ->
             assert int(await browser.js("document.body.dataset.updates")) >= 2
 
 
+@pytest.mark.browser
 async def test_page_lists_a_channel_whose_saves_fail_and_clears_it(tmp_path: Path) -> None:
     """Chromium shows the channel whose saves fail in the "saves failing" table and card, and
     "every save works" once a save of it works again."""

@@ -1,0 +1,1 @@
+"""Tests of the stores and registries: the contracts every backend meets, and each one's own."""

@@ -1,0 +1,1 @@
+"""Tests of the actor runtime: actors, channels, the node's operations, timers, saves."""

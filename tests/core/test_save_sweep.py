@@ -1,0 +1,319 @@
+"""The save sweep: periodic saves of many channels due at once, snapshotted in chunks that
+overlap with the store's writes, each channel's outcome its own; and the group futures of the
+writers, which several savers share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+import wes
+from tests.support.delegating import DelegatingStore
+from tests.support.waiting import wait_until
+from wes import _sweep
+from wes._writer import Writer
+from wes.abc import Store, Write
+
+MANY = 3 * _sweep.CHUNK + 7  # several chunks, the last one partial
+
+
+class Probe(wes.Actor):
+    """A counter whose `to_state` notes how far a ticker task had got when it was encoded."""
+
+    ticks = 0  # advanced by a task that runs once per loop iteration while the test runs
+    encoded_at: ClassVar[list[int]] = []
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    @wes.command
+    def incr(self) -> None:
+        self.value += 1
+
+    def to_state(self) -> dict[str, Any]:
+        Probe.encoded_at.append(Probe.ticks)
+        return {"value": self.value}
+
+
+class Watching(DelegatingStore):
+    """A memory store that notes, at the start of each write call, how many states had been
+    encoded by then, and can hold its writes until released."""
+
+    def __init__(self) -> None:
+        super().__init__(wes.MemoryStore())
+        self.encoded_at_write: list[int] = []
+        self.sizes: list[int] = []
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        self.encoded_at_write.append(len(Probe.encoded_at))
+        self.sizes.append(sum(len(b) for b in batches))
+        await self.release.wait()
+        return await self.inner.write(batches)
+
+
+def probe_node(store: Store, stats: wes.abc.Stats | None = None) -> wes.Node:
+    node = wes.Node(store=store, registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("probe", Probe)
+    node.channel_type("c", idle_timeout=None, save_interval=0.02)
+    return node
+
+
+async def start_probes(node: wes.Node, n: int) -> list[tuple[str, int]]:
+    channels = [("c", i) for i in range(n)]
+    for i, channel in enumerate(channels):
+        await node.create_channel(channel, wes.create(("probe", i)))
+    return channels
+
+
+async def ticker() -> None:
+    while True:
+        Probe.ticks += 1
+        await asyncio.sleep(0)
+
+
+async def stored_values(store: Store, n: int) -> list[int]:
+    records = await store.read([f"probe/{i}" for i in range(n)])
+    return [int(records[f"probe/{i}"].data.split(b":")[1].rstrip(b"}")) for i in range(n)]
+
+
+async def dirty_all_and_wait(node: wes.Node, store: Watching, channels: list[Any]) -> None:
+    """One command to every channel, all in one go, then wait for their periodic saves."""
+    Probe.encoded_at.clear()
+    store.encoded_at_write.clear()
+    store.sizes.clear()
+    for channel in channels:
+        await node.command(channel, "incr")
+    await wait_until(lambda: sum(store.sizes) >= len(channels))
+
+
+async def test_a_sweep_saves_every_channel_due_across_chunks() -> None:
+    """Channels due for a periodic save in the same tick, several chunks' worth, are all saved,
+    each counted once."""
+    store = Watching()
+    stats = wes.MemoryStats()
+    node = probe_node(store, stats)
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: sum(store.sizes) >= MANY)  # the first saves
+        before = stats.counts().get(("save", "ok"), 0)
+        await dirty_all_and_wait(node, store, channels)
+        await wait_until(lambda: stats.counts().get(("save", "ok"), 0) - before == MANY)
+        assert await stored_values(store, MANY) == [1] * MANY
+        assert sum(store.sizes) == MANY  # nothing written twice
+
+
+async def test_other_tasks_run_between_the_chunks_of_a_sweep() -> None:
+    """A sweep of many channels does not hold the loop from its first encoding to its last:
+    another task runs in between."""
+    store = Watching()
+    node = probe_node(store)
+    task = asyncio.create_task(ticker())
+    try:
+        async with node:
+            channels = await start_probes(node, MANY)
+            await wait_until(lambda: sum(store.sizes) >= MANY)
+            await dirty_all_and_wait(node, store, channels)
+            assert len(Probe.encoded_at) == MANY
+            assert Probe.encoded_at[-1] > Probe.encoded_at[0]
+    finally:
+        task.cancel()
+
+
+async def test_the_first_write_starts_before_the_sweep_has_encoded_everything() -> None:
+    """The store writes the first chunk while the sweep still encodes the others, so encoding
+    and writing overlap."""
+    store = Watching()
+    node = probe_node(store)
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: sum(store.sizes) >= MANY)
+        await dirty_all_and_wait(node, store, channels)
+        assert len(store.sizes) >= 2
+        assert store.encoded_at_write[0] < MANY
+
+
+async def test_a_stale_channel_in_a_sweep_stops_alone() -> None:
+    """When the store refuses one channel's batch in a sweep (a newer owner wrote its actor),
+    that channel stops with lease_lost and every other channel of the sweep is saved."""
+    store = Watching()
+    stats = wes.MemoryStats()
+    node = probe_node(store, stats)
+    stale = MANY // 2
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: sum(store.sizes) >= MANY)
+        # A newer owner's write: a token above any this node's registry handed out.
+        await store.inner.write([[Write(f"probe/{stale}", b'{"value":99}', 1, 2**62)]])
+        Probe.encoded_at.clear()
+        store.sizes.clear()
+        for channel in channels:
+            await node.command(channel, "incr")
+        await wait_until(lambda: stats.counts().get(("stop", "lease_lost"), 0) == 1)
+        await wait_until(lambda: node.live_channels == MANY - 1)
+        values = await stored_values(store, MANY)
+        assert values[stale] == 99
+        assert values[:stale] + values[stale + 1 :] == [1] * (MANY - 1)
+        assert ("c", stale) not in {ch.id for ch in node._rt.channels.values()}
+
+
+async def test_a_store_failure_leaves_every_channel_of_the_sweep_dirty_and_running() -> None:
+    """A write call that fails fails every channel it carried: each counts a save error, stays
+    running, and is saved by the retry once the store is back."""
+    store = Watching()
+    stats = wes.MemoryStats()
+    node = probe_node(store, stats)
+
+    async def fail(batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        raise wes.StoreUnavailable("down for the test")
+
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: sum(store.sizes) >= MANY)
+        healthy = store.inner.write
+        store.inner.write = fail  # type: ignore[method-assign]
+        for channel in channels:
+            await node.command(channel, "incr")
+        await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= MANY)
+        assert node.live_channels == MANY
+        store.inner.write = healthy  # type: ignore[method-assign]
+        await wait_until(lambda: stats.counts().get(("save", "ok"), 0) >= 2 * MANY)
+        assert await stored_values(store, MANY) == [1] * MANY
+
+
+async def test_cancelling_one_waiter_does_not_cancel_a_shared_write() -> None:
+    """Batches queued together share one write; a waiter cancelled while it waits leaves the
+    write, and the other waiters' results, intact."""
+    store = Watching()
+    store.release.clear()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks.add(task)
+        return task
+
+    writer = Writer(store, spawn)
+    first = writer.submit([Write("k/1", b"1", 1, 1)])
+    second = writer.submit([Write("k/2", b"2", 1, 1)])
+    cancelled = asyncio.create_task(first.result())
+    waiting = asyncio.create_task(second.result())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    await asyncio.sleep(0.01)
+    store.release.set()
+    assert await waiting is None
+    assert set(await store.read(["k/1", "k/2"])) == {"k/1", "k/2"}
+    await asyncio.gather(*tasks)
+
+
+class Holder(wes.Actor):
+    """A counter with a command that holds its channel's turn while it waits."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    @wes.command
+    def incr(self) -> None:
+        self.value += 1
+
+    @wes.command
+    async def hold(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.value += 10
+
+    @wes.command
+    def spoil(self) -> None:
+        self.bad = {1}  # a set: JSON cannot encode it
+
+
+async def test_a_channel_busy_when_its_save_is_due_is_saved_after_its_turn() -> None:
+    """A channel whose save falls due while a command holds its turn is not saved in the middle
+    of that command, and is saved soon after it, with the command's effect."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("holder", 1)))
+        await stored_soon(store, b'{"value":0}')
+        await node.command(("c", 1), "incr")
+        holding = asyncio.create_task(node.command(("c", 1), "hold", 0.1))
+        await asyncio.sleep(0.06)  # the save fell due 50 ms ago; the turn is still held
+        assert not holding.done()
+        assert (await store.read(["holder/1"]))["holder/1"].data == b'{"value":0}'
+        await holding
+        await stored_soon(store, b'{"value":11}')
+
+
+async def stored_soon(store: Store, data: bytes, within: float = 1.0) -> None:
+    """Wait until the holder's stored state is `data`, polling every millisecond."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        records = await store.read(["holder/1"])
+        if "holder/1" in records and records["holder/1"].data == data:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"holder/1 is not {data!r} after {within} s")
+
+
+async def test_a_state_that_cannot_be_encoded_is_retried_with_backoff() -> None:
+    """A periodic save that cannot encode a state is retried with growing delays, not at every
+    tick and not never."""
+    stats = wes.MemoryStats()
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("holder", 1)))
+        await node.command(("c", 1), "spoil")
+        await asyncio.sleep(0.5)  # due at 10 ms, then retries after 50, 100, 200 ms
+        errors = stats.counts().get(("save", "error"), 0)
+        assert 2 <= errors <= 6
+        assert node.live_channels == 1
+
+
+async def test_a_save_interval_beyond_the_wheel_horizon_is_kept_to_the_millisecond() -> None:
+    """A save due further ahead than the wheel's fine horizon waits in a coarse slot that wakes
+    early; its bucket then waits again, so the save comes neither early nor much late."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=1.3)
+    loop = asyncio.get_running_loop()
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("holder", 1)))
+        dirty_at = loop.time()
+        await stored_soon(store, b'{"value":0}', within=2.0)
+        saved_at = loop.time()
+        assert 1.3 <= saved_at - dirty_at < 1.5
+
+
+class Breakable(Holder):
+    """A holder whose command `boom` kills its channel."""
+
+    @wes.command
+    def boom(self) -> None:
+        raise ValueError("boom")
+
+
+async def test_a_channel_that_stops_while_its_saves_fail_leaves_no_streak_behind() -> None:
+    """The sweep keeps an entry only for a running channel whose saves are failing: a channel
+    that dies, or is stopped by the node's exit, while its saves fail leaves none behind."""
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
+    node.actor_type("holder", Breakable)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    async with node:
+        for i in (1, 2):
+            await node.create_channel(("c", i), wes.create(("holder", i)))
+            await node.command(("c", i), "spoil")
+        await wait_until(lambda: {ch.id for ch in node._rt.sweep.failing} == {("c", 1), ("c", 2)})
+        with pytest.raises(ValueError, match="boom"):
+            await node.command(("c", 1), "boom")
+        assert [ch.id for ch in node._rt.sweep.failing] == [("c", 2)]
+    assert node._rt.sweep.failing == {}

@@ -1,0 +1,1 @@
+"""Tests of what a node reports: stats sinks, logging, Prometheus."""

@@ -1,0 +1,1 @@
+"""Tests of whole programs: crashes, frozen and cut-off processes, the README, the benchmarks."""
