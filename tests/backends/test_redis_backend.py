@@ -20,6 +20,7 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import wes
+from tests.support.counters import Counter
 from tests.support.servers import _binary, _wait_for_port, free_port, redis_server
 from wes.abc import Claim, NameTaken, Record, Write
 
@@ -538,19 +539,6 @@ async def test_unicode_and_surrogate_keys(redis_url: str, prefix: str) -> None:
 # --- a node on Redis --------------------------------------------------------------------------
 
 
-class Counter(wes.Actor):
-    def __init__(self) -> None:
-        self.value = 0
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
-    @wes.read
-    def value_of(self) -> int:
-        return self.value
-
-
 async def test_node_runs_on_redis_store_and_registry(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
@@ -573,7 +561,7 @@ async def test_node_runs_on_redis_store_and_registry(
     async with node() as second:
         await second.create_channel(("session", "s"), [wes.load(("counter", "c"))])
         await second.command(("session", "s"), "incr", 2)
-        assert await second.read(("counter", "c"), "value_of") == 7
+        assert await second.read(("counter", "c"), "value") == 7
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 from typing import Any, ClassVar
 
 import pytest
@@ -13,7 +14,8 @@ import wes
 from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
-from wes.abc import Store, Write
+from tests.support.nodes import node_of
+from wes.abc import Write
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
@@ -84,18 +86,7 @@ class Slow(wes.Actor):
         return list(self.steps)
 
 
-def make_node(store: Store | None = None, **kw: Any) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=kw.pop("registry", None) or wes.MemoryRegistry(),
-        stats=kw.pop("stats", None),  # None: the no-op default, the uncounted path
-    )
-    node.actor_type("counter", Counter)
-    node.actor_type("note", Note)
-    node.actor_type("doubler", Doubler)
-    node.actor_type("slow", Slow)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+make_node = partial(node_of, {"counter": Counter, "note": Note, "doubler": Doubler, "slow": Slow})
 
 
 # --- decorators and naming ---------------------------------------------------------------

@@ -3,13 +3,13 @@ with InvalidArguments before any actor runs, and the channel runs on unchanged."
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
 
 import wes
 from tests.support.counters import Counter
+from tests.support.nodes import node_of
 from wes._arguments import Arity
 
 CH = ("session", "s")
@@ -53,11 +53,7 @@ class Narrow(Counter):
 
 
 def make_node(stats: wes.abc.Stats | None = None) -> wes.Node:
-    node = wes.Node(store=wes.MemoryStore(), stats=stats)
-    node.actor_type("counter", Strict)
-    node.actor_type("narrow", Narrow)
-    node.channel_type("session", idle_timeout=None, save_interval=None)
-    return node
+    return node_of({"counter": Strict, "narrow": Narrow}, stats=stats)
 
 
 @pytest.mark.parametrize(
@@ -193,12 +189,13 @@ CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
 
 @pytest.mark.parametrize("handler", _handlers(), ids=lambda f: f.__name__)
 def test_arity_agrees_with_python_binding(handler: Any) -> None:
-    """The precomputed check accepts exactly the calls Python's own binding accepts."""
+    """The precomputed check accepts exactly the calls Python's own binding accepts: the
+    calls themselves, not `inspect.Signature.bind` (which, in Python 3.13.0, binds a
+    positional-only name given as a keyword to `**kwargs` where the call fails)."""
     arity = Arity(handler)
-    sig = inspect.signature(handler)
     for args, kwargs in CALLS:
         try:
-            sig.bind(None, *args, **kwargs)
+            handler(None, *args, **kwargs)  # the handlers' bodies do nothing
             binds = True
         except TypeError:
             binds = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import pytest
@@ -15,6 +16,7 @@ from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.delegating import DelegatingStore
+from tests.support.nodes import node_of
 from wes.abc import Store, Write
 
 SESSION = ("session", "s1")
@@ -127,23 +129,7 @@ class Loopy(wes.Actor):
         return self.value
 
 
-def make_node(
-    store: Store | None = None,
-    registry: wes.abc.Registry | None = None,
-    stats: wes.abc.Stats | None = None,
-    **kw: Any,
-) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=registry or wes.MemoryRegistry(),
-        stats=stats,  # None: the no-op default, the uncounted path
-    )
-    node.actor_type("counter", Counter)
-    node.actor_type("note", Note)
-    node.actor_type("slow", Slow)
-    node.actor_type("loopy", Loopy)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+make_node = partial(node_of, {"counter": Counter, "note": Note, "slow": Slow, "loopy": Loopy})
 
 
 # --- a raising actor kills the channel unsaved ----------------------------------------------

@@ -18,6 +18,7 @@ from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.delegating import DelegatingRegistry, DelegatingStore
+from tests.support.nodes import node_of
 from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 from wes.abc import Claim, NameTaken, Record, Registry, Store, Write
@@ -44,14 +45,7 @@ def make_node(
     stats: wes.abc.Stats | None = None,
     **kw: Any,
 ) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=registry or wes.MemoryRegistry(),
-        stats=stats or wes.MemoryStats(),
-    )
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+    return node_of({"counter": Counter}, store, registry, stats or wes.MemoryStats(), **kw)
 
 
 # --- durability="periodic" ---------------------------------------------------------------

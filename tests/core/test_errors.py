@@ -5,6 +5,7 @@ cannot be decoded or migrated."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ import wes
 from tests.support.backends import Backend
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
-from wes.abc import Record, Store, Write
+from tests.support.nodes import node_of
+from wes.abc import Record, Write
 
 SESSION = ("session", "s1")
 A = ("counter", "a")
@@ -35,16 +37,7 @@ class Versioned(Counter):
         return state
 
 
-def make_node(store: Store | None = None, registry: wes.abc.Registry | None = None) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=registry or wes.MemoryRegistry(),
-        stats=None,  # the no-op default, the uncounted path
-    )
-    node.actor_type("counter", Counter)
-    node.actor_type("versioned", Versioned)
-    node.channel_type("session", idle_timeout=None, save_interval=None)
-    return node
+make_node = partial(node_of, {"counter": Counter, "versioned": Versioned})
 
 
 def names(message: str, bad: Any) -> bool:

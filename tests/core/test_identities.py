@@ -7,6 +7,7 @@ import pytest
 import wes
 from tests.support.backends import Backend, stored
 from tests.support.counters import Counter
+from tests.support.nodes import node_of
 
 ONE, OTHER = ("session", "one"), ("session", "other")
 
@@ -20,11 +21,7 @@ class Folded(Counter):
 
 
 def make_node(backend: Backend) -> wes.Node:
-    node = wes.Node(store=backend.store(), registry=backend.registry())
-    node.actor_type("counter", Counter)
-    node.actor_type("folded", Folded)
-    node.channel_type("session", idle_timeout=None, save_interval=None)
-    return node
+    return node_of({"counter": Counter, "folded": Folded}, backend.store(), backend.registry())
 
 
 @pytest.mark.registries

@@ -11,6 +11,7 @@ import pytest
 import wes
 from tests.support.backends import stored
 from tests.support.counters import Counter
+from tests.support.nodes import node_of
 from tests.support.waiting import wait_until
 
 CH = ("session", "s")
@@ -77,12 +78,8 @@ class BadExit(Counter):
 
 
 def make_node(store: wes.abc.Store, stats: wes.abc.Stats | None = None) -> wes.Node:
-    node = wes.Node(store=store, stats=stats)
-    node.actor_type("counter", Hooked)
-    node.actor_type("picky", Picky)
-    node.actor_type("async", AsyncHooked)
-    node.actor_type("bad", BadExit)
-    node.channel_type("session", idle_timeout=None, save_interval=None)
+    actors = {"counter": Hooked, "picky": Picky, "async": AsyncHooked, "bad": BadExit}
+    node = node_of(actors, store, stats=stats)
     node.channel_type("idle", idle_timeout=0.05, save_interval=None)
     return node
 

@@ -5,8 +5,8 @@ node lifecycle and per-type backends."""
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,7 +14,7 @@ import wes
 from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
-from wes.abc import Store
+from tests.support.nodes import node_of
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
@@ -29,20 +29,7 @@ class Counter(counters.Counter):
         raise exc
 
 
-def make_node(
-    store: Store | None = None,
-    registry: wes.abc.Registry | None = None,
-    stats: wes.abc.Stats | None = None,
-    **kw: Any,
-) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=registry or wes.MemoryRegistry(),
-        stats=stats,  # None: the no-op default, the uncounted path
-    )
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+make_node = partial(node_of, {"counter": Counter})
 
 
 # --- create_channel ----------------------------------------------------------------------

@@ -3,7 +3,7 @@ failed start releases every lock it took and starts nothing."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 import pytest
 
@@ -11,7 +11,7 @@ import wes
 from tests.support.backends import Backend
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
-from wes.abc import Store
+from tests.support.nodes import node_of
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
@@ -21,11 +21,7 @@ BOB = ("counter", "bob")
 CAROL = ("counter", "carol")
 
 
-def make_node(store: Store, registry: wes.abc.Registry | None = None, **kw: Any) -> wes.Node:
-    node = wes.Node(store=store, registry=registry or wes.MemoryRegistry())
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+make_node = partial(node_of, {"counter": Counter})
 
 
 async def persist(backend: Backend, *actors: tuple[tuple[str, str], int]) -> None:

@@ -12,6 +12,7 @@ import wes
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
+from tests.support.nodes import node_of
 from tests.support.waiting import wait_until
 from wes.abc import Store
 
@@ -54,15 +55,8 @@ def make_node(
     stats: wes.abc.Stats | None = None,
     **kw: Any,
 ) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=registry or wes.MemoryRegistry(),
-        stats=stats or wes.MemoryStats(),
-    )
-    node.actor_type("ticker", Ticker)
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+    actors = {"ticker": Ticker, "counter": Counter}
+    return node_of(actors, store, registry, stats or wes.MemoryStats(), **kw)
 
 
 async def wait_ticks(node: wes.Node, name: str, at_least: int) -> int:

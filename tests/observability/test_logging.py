@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 import wes
+from tests.support import counters
+from tests.support.nodes import node_of
 from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 from wes import _saving, _sweep
@@ -28,14 +30,10 @@ A = ("counter", "a")
 B = ("counter", "b")
 
 
-class Counter(wes.Actor):
+class Counter(counters.Counter):
     def __init__(self) -> None:
-        self.value: Any = 0
+        super().__init__()
         self.fail_on_tick = False
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
 
     @wes.command
     def fail(self) -> None:
@@ -47,16 +45,12 @@ class Counter(wes.Actor):
 
     @wes.command
     def unencodable(self) -> None:
-        self.value = {1, 2}  # a set: the JSON codec refuses it at save time
+        self.value = {1, 2}  # type: ignore[assignment]  # a set: the JSON codec refuses it at save time
 
     @wes.command
     def tick_then_fail(self) -> None:
         self.fail_on_tick = True
         self.set_timer("tick", 0.01)
-
-    @wes.read("value")
-    def current(self) -> Any:
-        return self.value
 
     def on_timer(self, name: str) -> None:
         raise ValueError("boom in a timer")
@@ -72,10 +66,7 @@ def restore_wes_logger() -> Iterator[None]:
 
 
 def make_node(stats: Stats, **kw: Any) -> wes.Node:
-    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+    return node_of({"counter": Counter}, stats=stats, **kw)
 
 
 def json_lines(out: io.StringIO) -> list[dict[str, Any]]:
@@ -269,10 +260,7 @@ class Healing(Counter):
 
 
 def failing_node(stats: Stats, **kw: Any) -> wes.Node:
-    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
-    node.actor_type("counter", Healing)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": 0.01, **kw})
-    return node
+    return node_of({"counter": Healing}, stats=stats, **{"save_interval": 0.01, **kw})
 
 
 def save_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

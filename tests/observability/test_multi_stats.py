@@ -8,6 +8,8 @@ import logging
 import pytest
 
 import wes
+from tests.support.counters import Counter
+from tests.support.nodes import node_of
 from tests.support.recorder import Recorder
 from wes._prometheus import PrometheusStats
 from wes._stats import LoggingStats, MultiStats
@@ -15,19 +17,6 @@ from wes.abc import Ident, Stats
 
 SESSION = ("session", "s1")
 A = ("counter", "a")
-
-
-class Counter(wes.Actor):
-    def __init__(self) -> None:
-        self.value = 0
-
-    @wes.command
-    def incr(self) -> None:
-        self.value += 1
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 class Broken(Stats):
@@ -45,10 +34,7 @@ class Broken(Stats):
 
 
 def make_node(stats: Stats) -> wes.Node:
-    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
-    node.actor_type("counter", Counter)
-    node.channel_type("session", idle_timeout=None, save_interval=None)
-    return node
+    return node_of({"counter": Counter}, stats=stats)
 
 
 def test_every_sink_gets_every_event_unchanged() -> None:

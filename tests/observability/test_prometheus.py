@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import wes
+from tests.support import counters
+from tests.support.nodes import node_of
 from tests.support.waiting import wait_until
 from wes._prometheus import PrometheusStats
 from wes.abc import Stats
@@ -23,14 +25,10 @@ B = ("counter", "b")
 C = ("counter", "c")
 
 
-class Counter(wes.Actor):
+class Counter(counters.Counter):
     def __init__(self) -> None:
-        self.value = 0
+        super().__init__()
         self.ticks = 0
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
 
     @wes.command
     def fail(self) -> None:
@@ -44,19 +42,12 @@ class Counter(wes.Actor):
     def leave_now(self) -> None:
         self.leave()
 
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
-
     def on_timer(self, name: str) -> None:
         self.ticks += 1
 
 
 def make_node(stats: Stats, **kw: Any) -> wes.Node:
-    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry(), stats=stats)
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+    return node_of({"counter": Counter}, stats=stats, **kw)
 
 
 def samples(stats: PrometheusStats) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

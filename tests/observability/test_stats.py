@@ -11,6 +11,7 @@ import pytest
 import wes
 from tests.support import counters
 from tests.support.backends import Backend
+from tests.support.nodes import node_of
 from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 from wes.abc import Store
@@ -32,14 +33,7 @@ class Counter(counters.Counter):
 
 
 def make_node(stats: wes.abc.Stats, store: Store | None = None, **kw: Any) -> wes.Node:
-    node = wes.Node(
-        store=store if store is not None else wes.MemoryStore(),
-        registry=wes.MemoryRegistry(),
-        stats=stats,
-    )
-    node.actor_type("counter", Counter)
-    node.channel_type("session", **{"idle_timeout": None, "save_interval": None, **kw})
-    return node
+    return node_of({"counter": Counter}, store, stats=stats, **kw)
 
 
 async def test_memory_stats_counts_a_channels_life(backend: Backend) -> None:

@@ -1,7 +1,7 @@
 """The program `test_faults.py` freezes with SIGSTOP: a node holding one channel on shared backends,
 sending durable commands to it until something goes wrong.
 
-Usage: python fault_worker.py CONFIG_JSON
+Usage: python -m tests.system.fault_worker CONFIG_JSON (from the repository root)
 
 CONFIG_JSON holds `registry` (`["sqlite", path]` or `["redis", url, prefix]`), `store`
 (`["sqlite", path]`, `["postgres", dsn, table]` or `["redis", url, prefix]`), `lease` (seconds)
@@ -33,6 +33,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import wes
+from tests.support import counters
 from tests.support.delegating import DelegatingRegistry, DelegatingStore
 from wes.abc import Claim, ClaimKind, Ident, Registry, Store, Write
 
@@ -41,21 +42,10 @@ ACTOR = ("counter", "c")
 KEY = "counter/c"
 
 
-class Counter(wes.Actor):
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
+class Counter(counters.Counter):
     @wes.command("set")
     def set_value(self, value: int) -> None:
         self.value = value
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 def out(line: str) -> None:

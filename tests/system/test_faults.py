@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import redis.asyncio
 import wes
 from tests.support.claims import actor_claim
 from tests.support.delegating import DelegatingRegistry, DelegatingStore
+from tests.support.nodes import node_of
 from tests.support.programs import ROOT, python_module
 from tests.support.servers import (
     _as_postgres_user,
@@ -307,17 +309,7 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
         await asyncio.sleep(0.02)
 
 
-def make_node(
-    store: Store,
-    registry: Registry | None = None,
-    stats: wes.abc.Stats | None = None,
-    **channel: Any,
-) -> wes.Node:
-    node = wes.Node(store=store, registry=registry or wes.MemoryRegistry(), stats=stats)
-    node.actor_type("counter", Counter)
-    settings: dict[str, Any] = {"idle_timeout": None, "save_interval": None, "lease": 30.0}
-    node.channel_type("session", **(settings | channel))
-    return node
+make_node = partial(node_of, {"counter": Counter}, lease=30.0)
 
 
 # --- 1. a lease that cannot be renewed --------------------------------------------------------
