@@ -92,6 +92,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     parameter naming the server's kind (`backend`'s kinds, a contract's `store`, a part of
     "redis-postgres"), so the markers cannot drift from what the tests do."""
     for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
         needs = {FIXTURE_MARKERS[name] for name in item.fixturenames if name in FIXTURE_MARKERS}
         callspec = getattr(item, "callspec", None)
         for param in callspec.params.values() if callspec is not None else ():

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 import wes
+from tests.support.programs import run_python
 from wes.abc import Write
 from wes.bank import (
     ACCOUNT,
@@ -302,16 +301,7 @@ def test_account_refuses_bad_opening_balance() -> None:
 
 
 def run_example(cwd: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return run_python(EXAMPLE, cwd)
 
 
 @pytest.mark.subprocess

@@ -221,7 +221,7 @@ def test_bad_settings_are_invalid_config() -> None:
         {"table": ""},
     ):
         with pytest.raises(wes.InvalidConfig):
-            wes.PostgresStore(dsn, **kwargs)  # type: ignore[arg-type]
+            wes.PostgresStore(dsn, **kwargs)
     with pytest.raises(wes.InvalidConfig):
         wes.PostgresStore("host=localhost port='unterminated")
 

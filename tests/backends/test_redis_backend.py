@@ -22,9 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 import wes
 from tests.support.counters import Counter
 from tests.support.servers import _binary, _wait_for_port, free_port, redis_server
-from wes.abc import Claim, NameTaken, Record, Write
+from wes.abc import Claim, ClaimKind, Ident, NameTaken, Record, Write
 
-CH_A = ("channel", ("session", "a"))
+CH_A: tuple[ClaimKind, Ident] = ("channel", ("session", "a"))
 LONG = 30.0
 
 
@@ -300,7 +300,7 @@ async def test_unsupported_holder_is_a_usage_error(redis_url: str, prefix: str) 
 
 async def test_unicode_idents_are_names(redis_url: str, prefix: str) -> None:
     """Idents with non-ASCII text are claimed and looked up like any other."""
-    name = ("actor", ("счёт", "ü/🙂 [*]"))
+    name: tuple[ClaimKind, Ident] = ("actor", ("счёт", "ü/🙂 [*]"))
     async with wes.RedisRegistry(redis_url, prefix=prefix) as reg:
         await reg.claim([name], ("канал", 1), LONG)
         assert await reg.holder(*name) == ("канал", 1)

@@ -97,7 +97,7 @@ async def test_tokens_never_go_back_when_the_clock_does(
     async with wes.SqliteRegistry(path) as reg:
         [first] = await reg.claim([CH_A], "n", LONG)
         await reg.release([first])
-    monkeypatch.setattr(sqlite_registry.time, "time_ns", lambda: first.token - 10**12)
+    monkeypatch.setattr(time, "time_ns", lambda: first.token - 10**12)  # the registry's clock
     async with wes.SqliteRegistry(path) as reg:
         [second] = await reg.claim([CH_A], "n", LONG)
         await reg.release([second])

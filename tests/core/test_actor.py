@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.nodes import node_of
-from wes.abc import Write
+from wes.abc import Record, Write
 
 SESSION = ("session", "s1")
 OTHER = ("session", "s2")
@@ -682,7 +683,7 @@ async def test_stored_does_not_see_unsaved_changes_of_the_active_actor() -> None
         await node.create_channel(SESSION, wes.load(A))
         await node.command(SESSION, "incr", 5)
         stored_actor = await node.stored(A)
-        assert stored_actor is not None and stored_actor.value == 1
+        assert isinstance(stored_actor, counters.Counter) and stored_actor.value == 1
 
 
 async def test_stored_errors_name_what_was_wrong() -> None:
@@ -707,7 +708,7 @@ class Broken(wes.abc.Store):
     async def write(self, batches: Any) -> Any:
         raise OSError("disk gone")
 
-    async def scan(self, prefix: str = "") -> Any:
+    def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
         raise OSError("disk gone")
 
 

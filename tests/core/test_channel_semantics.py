@@ -398,14 +398,11 @@ async def test_handler_may_await_another_channel() -> None:
         assert await node.read(A, "value") == 2
 
 
-class Gated(wes.Actor):
+class Gated(counters.Counter):
     """A command that waits for the test to open a gate, then finishes or raises."""
 
     entered: ClassVar[asyncio.Event | None] = None
     gate: ClassVar[asyncio.Event | None] = None
-
-    def __init__(self) -> None:
-        self.value = 0
 
     @wes.command
     async def hold(self, exc: BaseException | None = None) -> None:
@@ -416,14 +413,6 @@ class Gated(wes.Actor):
         if exc is not None:
             raise exc
         self.value += 1
-
-    @wes.command
-    def incr(self, n: int = 1) -> None:
-        self.value += n
-
-    @wes.read("value")
-    def current(self) -> int:
-        return self.value
 
 
 def gated_node(store: Store, **kw: Any) -> wes.Node:
@@ -547,7 +536,7 @@ class Spawner(wes.Actor):
 
     @wes.command
     async def later(self) -> None:
-        assert Spawner.node is not None
+        assert Spawner.node is not None and self.channel is not None
         Spawner.spawned.append(asyncio.create_task(Spawner.node.command(self.channel, "incr")))
 
     @wes.command

@@ -32,7 +32,7 @@ SPOILT = ("counter", "spoilt")
 class Counter(counters.Counter):
     @wes.command
     def spoil(self) -> None:
-        self.bad = {1, 2}  # a set: JSON cannot encode it
+        self.bad: set[int] | list[int] = {1, 2}  # a set: JSON cannot encode it
 
     @wes.command
     def heal(self) -> None:

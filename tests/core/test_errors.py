@@ -327,7 +327,7 @@ async def test_command_name_not_str_is_refused_before_channel_lookup() -> None:
     node = make_node()
     async with node:
         with pytest.raises(wes.InvalidName):
-            await node.command(SESSION, 42)
+            await node.command(SESSION, 42)  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 async def test_read_name_not_str_is_refused_for_an_inactive_actor() -> None:
@@ -336,7 +336,7 @@ async def test_read_name_not_str_is_refused_for_an_inactive_actor() -> None:
     node = make_node()
     async with node:
         with pytest.raises(wes.InvalidName):
-            await node.read(A, 42)
+            await node.read(A, 42)  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 async def test_an_actor_listed_twice_in_specs_is_refused() -> None:

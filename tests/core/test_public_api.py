@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.resources
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ async def test_backends_close_idempotently_and_work_as_async_with(
     kind: str, tmp_path: Path
 ) -> None:
     """Backends work as `async with` and closing twice silently succeeds."""
-    make = {
+    make: Callable[[], wes.abc.AsyncResource] = {
         "MemoryRegistry": wes.MemoryRegistry,
         "MemoryStore": wes.MemoryStore,
         "SqliteStore": lambda: wes.SqliteStore(str(tmp_path / "x.db")),

@@ -63,6 +63,7 @@ async def wait_ticks(node: wes.Node, name: str, at_least: int) -> int:
     """Poll the ticker's count for `name` until it reaches `at_least`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5.0
+    count: int
     while (count := await node.read(T, "count", name)) < at_least:
         assert loop.time() < deadline, f"timer {name!r} fired {count} times only"
         await asyncio.sleep(0.02)

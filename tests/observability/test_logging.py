@@ -207,8 +207,9 @@ def test_extra_fields_and_exceptions_of_plain_records() -> None:
     configure_logging(logging.INFO, json=True, stream=out)
     log = logging.getLogger("wes")
     log.debug("not at INFO")
+    empty: dict[str, int] = {}
     try:
-        {}["missing"]
+        empty["missing"]
     except KeyError:
         log.exception("channel could not save", extra={"ident": SESSION, "error": "KeyError"})
     [record] = json_lines(out)
@@ -377,7 +378,11 @@ async def test_a_healthy_channel_logs_nothing_beside_a_failing_one(
         for _ in range(3):
             saved = stats.counts().get(("save", "ok"), 0)
             await node.command(EMPTY, "incr")
-            await wait_until(lambda n=saved: stats.counts().get(("save", "ok"), 0) > n)
+
+            def saved_again(n: int = saved) -> bool:
+                return stats.counts().get(("save", "ok"), 0) > n
+
+            await wait_until(saved_again)
         await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= 2)
         assert [ch.id for ch in node._rt.sweep.failing] == [SESSION]
     assert [r.wes["channel"] for r in save_lines(caplog)] == [SESSION]  # type: ignore[attr-defined]

@@ -286,15 +286,14 @@ class Recording(DelegatingStore):
         ]
 
 
-async def stored(store: Store, key: str = KEY) -> tuple[Any, int] | None:
-    """The decoded state at `key` and the token it was written with, or None."""
+async def stored(store: Store, key: str = KEY) -> tuple[Any, int]:
+    """The decoded state at `key` and the token it was written with; fails if there is none."""
     records = await store.read([key])
-    if key not in records:
-        return None
+    assert key in records, f"nothing stored at {key!r}"
     return json.loads(records[key].data), records[key].token
 
 
-async def stored_fresh(make: Callable[[], Store], key: str = KEY) -> tuple[Any, int] | None:
+async def stored_fresh(make: Callable[[], Store], key: str = KEY) -> tuple[Any, int]:
     """The state at `key` as a new store instance reads it."""
     async with make() as store:
         return await stored(store, key)
@@ -488,9 +487,10 @@ class LateReply(DelegatingRegistry):
 async def test_channel_claimed_with_a_late_reply_renews_in_time(tmp_path: Path) -> None:
     """A channel whose claim was answered late counts its lease from when it asked, so it
     renews before the registry lets the claim go, and no other node can start it meanwhile."""
-    late = LateReply(wes.SqliteRegistry(tmp_path / "registry.db"))
+    registry_path = tmp_path / "registry.db"
+    late = LateReply(wes.SqliteRegistry(registry_path))
     node = make_node(wes.SqliteStore(tmp_path / "state.db"), late, lease=1.0)
-    rival = make_node(wes.SqliteStore(tmp_path / "state.db"), wes.SqliteRegistry(late.inner.path))
+    rival = make_node(wes.SqliteStore(tmp_path / "state.db"), wes.SqliteRegistry(registry_path))
     async with node, rival:
         late.delay = 0.7
         started = time.monotonic()

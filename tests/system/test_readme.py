@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.programs import ROOT
+from tests.support.programs import ROOT, run_python
 
 pytestmark = pytest.mark.subprocess  # every test runs the README's code as a program
 
@@ -24,16 +22,7 @@ def quickstart() -> str:
 
 
 def run_script(path: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, path.name],
-        cwd=path.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return run_python(path.name, path.parent)
 
 
 def test_quickstart_runs_and_persists(tmp_path: Path) -> None:
