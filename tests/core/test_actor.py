@@ -15,13 +15,8 @@ import wes
 from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
-from tests.support.nodes import node_of
+from tests.support.nodes import OTHER, SESSION, A, B, node_of
 from wes.abc import Record, Write
-
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
-A = ("counter", "a")
-B = ("counter", "b")
 
 
 class Counter(counters.Counter):

@@ -16,14 +16,8 @@ from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.delegating import DelegatingStore
-from tests.support.nodes import node_of
+from tests.support.nodes import OTHER, SESSION, A, B, C, node_of
 from wes.abc import Store, Write
-
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
-A = ("counter", "a")
-B = ("counter", "b")
-C = ("counter", "c")
 
 
 class Recording(DelegatingStore):

@@ -18,14 +18,11 @@ from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.delegating import DelegatingRegistry, DelegatingStore
-from tests.support.nodes import node_of
+from tests.support.nodes import OTHER, SESSION, A, node_of
 from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 from wes.abc import Claim, NameTaken, Record, Registry, Store, Write
 
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
-A = ("counter", "a")
 SPOILT = ("counter", "spoilt")
 
 

@@ -14,11 +14,8 @@ import wes
 from tests.support.backends import Backend
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
-from tests.support.nodes import node_of
+from tests.support.nodes import SESSION, A, node_of
 from wes.abc import Record, Write
-
-SESSION = ("session", "s1")
-A = ("counter", "a")
 
 BAD_IDS: list[Any] = ["x", ("a",), (1, "a"), ("a", 1.5), ["a", "b"], ("a", "b", "c"), None]
 

@@ -14,13 +14,7 @@ import wes
 from tests.support import counters
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
-from tests.support.nodes import node_of
-
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
-A = ("counter", "a")
-B = ("counter", "b")
-C = ("counter", "c")
+from tests.support.nodes import OTHER, SESSION, A, B, C, node_of
 
 
 class Counter(counters.Counter):

@@ -11,10 +11,8 @@ import wes
 from tests.support.backends import Backend
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
-from tests.support.nodes import node_of
+from tests.support.nodes import OTHER, SESSION, node_of
 
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
 THIRD = ("session", "s3")
 ALICE = ("counter", "alice")
 BOB = ("counter", "bob")

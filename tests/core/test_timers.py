@@ -12,14 +12,11 @@ import wes
 from tests.support.backends import Backend, stored
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
-from tests.support.nodes import node_of
+from tests.support.nodes import OTHER, SESSION, A, node_of
 from tests.support.waiting import wait_until
 from wes.abc import Store
 
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
 T = ("ticker", "t")
-A = ("counter", "a")
 
 
 class Ticker(wes.Actor):

@@ -16,18 +16,13 @@ import pytest
 
 import wes
 from tests.support import counters
-from tests.support.nodes import node_of
+from tests.support.nodes import EMPTY, SESSION, A, B, node_of
 from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 from wes import _saving, _sweep
 from wes._logging import configure_logging
 from wes._stats import LoggingStats, MultiStats
 from wes.abc import Stats
-
-SESSION = ("session", "s1")
-EMPTY = ("session", "empty")
-A = ("counter", "a")
-B = ("counter", "b")
 
 
 class Counter(counters.Counter):

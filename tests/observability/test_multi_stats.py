@@ -9,14 +9,11 @@ import pytest
 
 import wes
 from tests.support.counters import Counter
-from tests.support.nodes import node_of
+from tests.support.nodes import SESSION, A, node_of
 from tests.support.recorder import Recorder
 from wes._prometheus import PrometheusStats
 from wes._stats import LoggingStats, MultiStats
 from wes.abc import Ident, Stats
-
-SESSION = ("session", "s1")
-A = ("counter", "a")
 
 
 class Broken(Stats):

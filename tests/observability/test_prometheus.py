@@ -12,17 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import wes
 from tests.support import counters
-from tests.support.nodes import node_of
+from tests.support.nodes import EMPTY, OTHER, SESSION, A, B, C, node_of
 from tests.support.waiting import wait_until
 from wes._prometheus import PrometheusStats
 from wes.abc import Stats
-
-SESSION = ("session", "s1")
-OTHER = ("session", "s2")
-EMPTY = ("session", "empty")
-A = ("counter", "a")
-B = ("counter", "b")
-C = ("counter", "c")
 
 
 class Counter(counters.Counter):

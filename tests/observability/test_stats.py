@@ -11,15 +11,10 @@ import pytest
 import wes
 from tests.support import counters
 from tests.support.backends import Backend
-from tests.support.nodes import node_of
+from tests.support.nodes import EMPTY, SESSION, A, B, node_of
 from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 from wes.abc import Store
-
-SESSION = ("session", "s1")
-EMPTY = ("session", "empty")
-A = ("counter", "a")
-B = ("counter", "b")
 
 
 class Counter(counters.Counter):

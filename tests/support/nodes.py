@@ -13,6 +13,14 @@ from typing import Any
 import wes
 from wes.abc import Registry, Stats, Store
 
+# The ids most tests use: channels of the `session` type, actors of the `counter` type.
+SESSION = ("session", "s1")
+OTHER = ("session", "s2")
+EMPTY = ("session", "empty")
+A = ("counter", "a")
+B = ("counter", "b")
+C = ("counter", "c")
+
 
 def node_of(
     actors: Mapping[str, type[wes.Actor]],
