@@ -36,11 +36,11 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from common import Loop, Row, Settings, calibrate, paired_rates, profiled
+from rows import Want, names
 from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
@@ -50,14 +50,7 @@ if TYPE_CHECKING:  # the drivers are imported on use: without one, only its rows
     from psycopg import AsyncConnection
     from redis.asyncio import Redis
 
-Want = Callable[[str], bool]
-
-ROWS = (
-    "postgres_periodic_saves",
-    "postgres_durable_commands",
-    "redis_periodic_saves",
-    "redis_durable_commands",
-)
+ROWS = names("backend_rows")
 """The rows of this group, in table order."""
 
 CLIENTS = 100

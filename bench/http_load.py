@@ -24,22 +24,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from common import Row, Settings
+from rows import Want, names
 
-Want = Callable[[str], bool]
-
-ROWS = (
-    "http_constant_rps",
-    "http_balance_rps",
-    "http_balance_p99_ms",
-    "http_transfer_rps",
-    "http_transfer_p99_ms",
-)
+ROWS = names("http_load")
 """The rows of this group, in table order."""
 
 THREADS = 2

@@ -28,32 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common import Row, Settings
+from rows import UNITS
 
 HERE = Path(__file__).resolve().parent
-
-UNITS = {
-    "command_1client": "commands/s",
-    "command_100clients": "commands/s",
-    "read_1client": "reads/s",
-    "read_100clients": "reads/s",
-    "idle_channel_bytes": "B",
-    "million_channels_rss_bytes": "B",
-    "million_channels_create_rate": "channels/s",
-    "periodic_saves": "states/s",
-    "durable_commands": "commands/s",
-    "timer_p99_ms": "ms",
-    "timer_p99_vs_last_tick_ms": "ms",
-    "http_constant_rps": "requests/s",
-    "http_balance_rps": "requests/s",
-    "http_balance_p99_ms": "ms",
-    "http_transfer_rps": "requests/s",
-    "http_transfer_p99_ms": "ms",
-    "postgres_periodic_saves": "states/s",
-    "postgres_durable_commands": "commands/s",
-    "redis_periodic_saves": "states/s",
-    "redis_durable_commands": "commands/s",
-}
-"""Every row name in table order, with its unit."""
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -26,11 +26,11 @@ from typing import Any
 from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
+from rows import Want, names
 from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
 
-Want = Callable[[str], bool]
 CLIENTS = 100
 CHANNELS = 1000
 HERE = Path(__file__).resolve().parent
@@ -163,8 +163,8 @@ def print_allocations(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot,
 
 async def million_channels(settings: Settings, want: Want) -> list[Row]:
     """million_channels_rss_bytes and million_channels_create_rate, in a child process."""
-    names = ("million_channels_rss_bytes", "million_channels_create_rate")
-    if not any(want(name) for name in names):
+    rows = names("million_channels")
+    if not any(want(name) for name in rows):
         return []
     n = 20_000 if settings.quick else 1_000_000
     budget = 30.0 if settings.quick else 150.0  # seconds of creating; 1 M takes ~40 s at target
@@ -194,8 +194,8 @@ async def million_channels(settings: Settings, want: Want) -> list[Row]:
         f" channels that stopped meanwhile: {stopped or 'none'}"
     )
     return [
-        Row(names[0], float(report["max_rss_bytes"]), "B", max_value=1.5e9, note=note),
-        Row(names[1], float(report["rate"]), "channels/s", note=note),
+        Row(rows[0], float(report["max_rss_bytes"]), "B", max_value=1.5e9, note=note),
+        Row(rows[1], float(report["rate"]), "channels/s", note=note),
     ]
 
 
@@ -362,7 +362,7 @@ async def timers(settings: Settings, want: Want) -> list[Row]:
     return [Row(**fields) for fields in json.loads(out.decode().strip().splitlines()[-1])]
 
 
-TIMER_ROWS = ("timer_p99_ms", "timer_p99_vs_last_tick_ms")
+TIMER_ROWS = names("timers")
 
 
 def _triples(flat: array[float]) -> Iterator[tuple[float, float, float]]:
@@ -379,7 +379,6 @@ async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
     the median of the windows' p99s. Lateness is measured against the ideal schedule (set
     time + k intervals) and, as a second row, against the previous tick + interval.
     """
-    names = TIMER_ROWS
     n = 2000 if settings.quick else 100_000
     interval = 0.2 if settings.quick else 1.0
     window = 0.4 if settings.quick else 3.0
@@ -439,8 +438,8 @@ async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
         f" max {worst * 1000:.1f} ms; ticks {ticks:,} of {expected:,.0f} due"
     )
     return [
-        Row(names[0], _median(p99s), "ms", max_value=10, note=note),
-        Row(names[1], _median(p99s_last), "ms", note="lateness vs previous tick"),
+        Row(TIMER_ROWS[0], _median(p99s), "ms", max_value=10, note=note),
+        Row(TIMER_ROWS[1], _median(p99s_last), "ms", note="lateness vs previous tick"),
     ]
 
 
@@ -455,12 +454,15 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
 Group = Callable[[Settings, Want], Coroutine[Any, Any, list[Row]]]
 
 GROUPS: list[tuple[tuple[str, ...], Group]] = [
-    (("command_1client", "command_100clients", "read_1client", "read_100clients"), round_trips),
-    (("idle_channel_bytes",), idle_channel_bytes),
-    (("million_channels_rss_bytes", "million_channels_create_rate"), million_channels),
-    (("periodic_saves",), periodic_saves),
-    (("durable_commands",), durable_commands),
-    (("timer_p99_ms", "timer_p99_vs_last_tick_ms"), timers),
+    (names(group.__name__), group)
+    for group in (
+        round_trips,
+        idle_channel_bytes,
+        million_channels,
+        periodic_saves,
+        durable_commands,
+        timers,
+    )
 ]
 """Each group with the row names it produces, in table order."""
 
