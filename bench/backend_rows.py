@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from common import Loop, Row, Settings, calibrate, paired_rates, profiled
-from rows import Want, names
+from rows import Want, names, row
 from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
@@ -55,7 +55,6 @@ ROWS = names("backend_rows")
 
 CLIENTS = 100
 SAVE_INTERVAL = 0.005
-MIN_RATIO = 0.7
 RUN = f"{os.getpid()}_{time.time_ns() // 1_000_000}"
 """Suffix of this run's table names and key prefixes: servers given by URL may hold others."""
 TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -338,12 +337,10 @@ async def periodic_saves(backend: Backend, url: str, settings: Settings) -> Row:
     median = statistics.median(values)
     note = notes[min(range(len(values)), key=lambda i: abs(values[i] - median))]
     bare_rate = statistics.median(alone)
-    return Row(
+    return row(
         f"{backend.name}_periodic_saves",
         median,
-        "states/s",
         statistics.median(bases),
-        min_ratio=MIN_RATIO,
         note=(
             f"N={n:,}; {note}; baseline: the same batch sizes, {backend.saves_baseline};"
             f" the store's write() alone, given the same batches as prepared Writes (one batch"
@@ -426,12 +423,10 @@ async def durable_commands(backend: Backend, url: str, settings: Settings) -> Ro
         if stored == acked
         else f"STORE BEHIND: {acked:,} commands acknowledged, {stored:,} stored"
     )
-    return Row(
+    return row(
         f"{backend.name}_durable_commands",
         value,
-        "commands/s",
         base,
-        min_ratio=MIN_RATIO,
         note=(
             f"{CLIENTS} clients on {CLIENTS} channels, one command at a time each; {check};"
             f" baseline: {backend.durable_baseline}"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 from common import Row, Settings
-from rows import Want, names
+from rows import Want, names, row
 
 ROWS = names("http_load")
 """The rows of this group, in table order."""
@@ -332,10 +332,9 @@ async def http_load(settings: Settings, want: Want) -> list[Row]:
             if constant:
                 base = await measure("constant", "/healthz", constant_script())
                 rows.append(
-                    Row(
+                    row(
                         "http_constant_rps",
                         base.ok_rate,
-                        "requests/s",
                         note=base.note(f"GET /healthz, {load}; p99 {base.p99_ms:.2f} ms"),
                     )
                 )
@@ -344,14 +343,13 @@ async def http_load(settings: Settings, want: Want) -> list[Row]:
                 got = await measure("balance", "/", balance_script(names))
                 what = f"GET /{{account}}/balance over {ACCOUNTS} accounts at rest, {load}"
                 rows += [
-                    Row(
+                    row(
                         "http_balance_rps",
                         got.ok_rate,
-                        "requests/s",
                         base_rate,
                         note=got.note(what),
                     ),
-                    Row("http_balance_p99_ms", got.p99_ms, "ms"),
+                    row("http_balance_p99_ms", got.p99_ms),
                 ]
             if transfer:
                 await warm_transfers(server.url, pairs)
@@ -361,14 +359,13 @@ async def http_load(settings: Settings, want: Want) -> list[Row]:
                     f" accounts, durable commits, {load}"
                 )
                 rows += [
-                    Row(
+                    row(
                         "http_transfer_rps",
                         got.ok_rate,
-                        "requests/s",
                         base_rate,
                         note=got.note(what),
                     ),
-                    Row("http_transfer_p99_ms", got.p99_ms, "ms"),
+                    row("http_transfer_p99_ms", got.p99_ms),
                 ]
             stopped = True
             code = await server.stop()

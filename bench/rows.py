@@ -1,4 +1,4 @@
-"""The one registry of benchmark rows: every row name in table order, with its unit.
+"""The one registry of benchmark rows: every row name in table order, its unit and target.
 
 `run.py` prints the rows in this order and each group (`wes_rows.py`, `http_load.py`,
 `backend_rows.py`) takes the names of its rows from here.
@@ -7,45 +7,69 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
+
+from common import Row
 
 Want = Callable[[str], bool]
 """Whether a row of the given name is to be measured (from `--only`)."""
 
-GROUP_ROWS: dict[str, dict[str, str]] = {
+
+class Spec(NamedTuple):
+    """A row's unit and target: a minimum ratio to its baseline, or a maximum value."""
+
+    unit: str
+    min_ratio: float | None = None
+    max_value: float | None = None
+
+
+MIN_RATIO = 0.7
+"""The target ratio of the PostgreSQL and Redis rows to their raw drivers."""
+
+GROUP_ROWS: dict[str, dict[str, Spec]] = {
     "round_trips": {
-        "command_1client": "commands/s",
-        "command_100clients": "commands/s",
-        "read_1client": "reads/s",
-        "read_100clients": "reads/s",
+        "command_1client": Spec("commands/s", min_ratio=5.5),
+        "command_100clients": Spec("commands/s", min_ratio=1.7),
+        "read_1client": Spec("reads/s", min_ratio=5.5),
+        "read_100clients": Spec("reads/s", min_ratio=1.7),
     },
-    "idle_channel_bytes": {"idle_channel_bytes": "B"},
+    "idle_channel_bytes": {"idle_channel_bytes": Spec("B", max_value=1000)},
     "million_channels": {
-        "million_channels_rss_bytes": "B",
-        "million_channels_create_rate": "channels/s",
+        "million_channels_rss_bytes": Spec("B", max_value=1.5e9),
+        "million_channels_create_rate": Spec("channels/s"),
     },
-    "periodic_saves": {"periodic_saves": "states/s"},
-    "durable_commands": {"durable_commands": "commands/s"},
-    "timers": {"timer_p99_ms": "ms", "timer_p99_vs_last_tick_ms": "ms"},
+    "periodic_saves": {"periodic_saves": Spec("states/s", min_ratio=0.75)},
+    "durable_commands": {"durable_commands": Spec("commands/s", min_ratio=2.0)},
+    "timers": {"timer_p99_ms": Spec("ms", max_value=10), "timer_p99_vs_last_tick_ms": Spec("ms")},
     "http_load": {
-        "http_constant_rps": "requests/s",
-        "http_balance_rps": "requests/s",
-        "http_balance_p99_ms": "ms",
-        "http_transfer_rps": "requests/s",
-        "http_transfer_p99_ms": "ms",
+        "http_constant_rps": Spec("requests/s"),
+        "http_balance_rps": Spec("requests/s"),
+        "http_balance_p99_ms": Spec("ms"),
+        "http_transfer_rps": Spec("requests/s"),
+        "http_transfer_p99_ms": Spec("ms"),
     },
     "backend_rows": {
-        "postgres_periodic_saves": "states/s",
-        "postgres_durable_commands": "commands/s",
-        "redis_periodic_saves": "states/s",
-        "redis_durable_commands": "commands/s",
+        "postgres_periodic_saves": Spec("states/s", min_ratio=MIN_RATIO),
+        "postgres_durable_commands": Spec("commands/s", min_ratio=MIN_RATIO),
+        "redis_periodic_saves": Spec("states/s", min_ratio=MIN_RATIO),
+        "redis_durable_commands": Spec("commands/s", min_ratio=MIN_RATIO),
     },
 }
-"""Each measuring group's rows, name → unit, groups and rows in table order."""
+"""Each measuring group's rows, name → unit and target, groups and rows in table order."""
 
-UNITS: dict[str, str] = {name: unit for rows in GROUP_ROWS.values() for name, unit in rows.items()}
+SPECS: dict[str, Spec] = {name: spec for rows in GROUP_ROWS.values() for name, spec in rows.items()}
+"""Every row name in table order, with its unit and target."""
+
+UNITS: dict[str, str] = {name: spec.unit for name, spec in SPECS.items()}
 """Every row name in table order, with its unit."""
 
 
 def names(group: str) -> tuple[str, ...]:
     """The row names of a group, in table order."""
     return tuple(GROUP_ROWS[group])
+
+
+def row(name: str, value: float | None, baseline: float | None = None, note: str = "") -> Row:
+    """The row `name` with its registered unit and target."""
+    spec = SPECS[name]
+    return Row(name, value, spec.unit, baseline, spec.min_ratio, spec.max_value, note)

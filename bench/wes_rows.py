@@ -26,7 +26,7 @@ from typing import Any
 from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
-from rows import Want, names
+from rows import Want, names, row
 from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
@@ -96,17 +96,17 @@ async def round_trips(settings: Settings, want: Want) -> list[Row]:
             per = max(1, n // CLIENTS)
             await asyncio.gather(*(read_client(seq, per) for seq in read_seqs))
 
-        plan: list[tuple[str, Loop, Loop, float, str]] = [
-            ("command_1client", floor.one_client(), command_one, 5.5, "commands/s"),
-            ("command_100clients", floor.many_clients(CLIENTS), command_many, 1.7, "commands/s"),
-            ("read_1client", floor.one_client(), read_one, 5.5, "reads/s"),
-            ("read_100clients", floor.many_clients(CLIENTS), read_many, 1.7, "reads/s"),
+        plan: list[tuple[str, Loop, Loop]] = [
+            ("command_1client", floor.one_client(), command_one),
+            ("command_100clients", floor.many_clients(CLIENTS), command_many),
+            ("read_1client", floor.one_client(), read_one),
+            ("read_100clients", floor.many_clients(CLIENTS), read_many),
         ]
-        for name, base_loop, wes_loop, target, unit in plan:
+        for name, base_loop, wes_loop in plan:
             if not want(name):
                 continue
             base, value = await paired_rates(base_loop, wes_loop, settings.seconds, settings.reps)
-            rows.append(Row(name, value, unit, base, min_ratio=target))
+            rows.append(row(name, value, base))
             if settings.profile:
                 n = await calibrate(wes_loop, settings.seconds)
                 await profiled(settings, name, bind(wes_loop, n))
@@ -146,7 +146,7 @@ async def idle_channel_bytes(settings: Settings, want: Want) -> list[Row]:
                 tracemalloc.stop()
         results.append((after - before) / n)
     note = f"N={n} channels, tracemalloc delta after gc, ids (str, int), all node allocations"
-    return [Row("idle_channel_bytes", statistics.median(results), "B", max_value=1000, note=note)]
+    return [row("idle_channel_bytes", statistics.median(results), note=note)]
 
 
 def print_allocations(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int) -> None:
@@ -194,8 +194,8 @@ async def million_channels(settings: Settings, want: Want) -> list[Row]:
         f" channels that stopped meanwhile: {stopped or 'none'}"
     )
     return [
-        Row(rows[0], float(report["max_rss_bytes"]), "B", max_value=1.5e9, note=note),
-        Row(rows[1], float(report["rate"]), "channels/s", note=note),
+        row(rows[0], float(report["max_rss_bytes"]), note=note),
+        row(rows[1], float(report["rate"]), note=note),
     ]
 
 
@@ -229,12 +229,10 @@ async def periodic_saves(settings: Settings, want: Want) -> list[Row]:
                 notes[-1] += "; one repetition only (far below the baseline)"
                 break
     return [
-        Row(
+        row(
             "periodic_saves",
             statistics.median(values),
-            "states/s",
             statistics.median(base),
-            min_ratio=0.75,
             note=f"N={n:,}; {notes[len(notes) // 2]}",
         )
     ]
@@ -325,7 +323,7 @@ async def durable_commands(settings: Settings, want: Want) -> list[Row]:
         if stored == acked
         else (f"STORE BEHIND: {acked:,} commands acknowledged, {stored:,} stored")
     )
-    return [Row("durable_commands", value, "commands/s", base, min_ratio=2.0, note=check)]
+    return [row("durable_commands", value, base, note=check)]
 
 
 async def stored_total(path: str) -> int:
@@ -438,8 +436,8 @@ async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
         f" max {worst * 1000:.1f} ms; ticks {ticks:,} of {expected:,.0f} due"
     )
     return [
-        Row(TIMER_ROWS[0], _median(p99s), "ms", max_value=10, note=note),
-        Row(TIMER_ROWS[1], _median(p99s_last), "ms", note="lateness vs previous tick"),
+        row(TIMER_ROWS[0], _median(p99s), note=note),
+        row(TIMER_ROWS[1], _median(p99s_last), note="lateness vs previous tick"),
     ]
 
 
