@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from common import Loop, Row, Settings, calibrate, paired_rates, profiled
 from rows import Want, names, row
-from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
+from saving import DurableClients, RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
 from wes.abc import Store, Write
@@ -390,23 +390,11 @@ async def durable_commands(backend: Backend, url: str, settings: Settings) -> Ro
     """`<backend>_durable_commands`; see the module docstring."""
     raw = backend.raw(url, f"raw_durable_{RUN}")
     node = counter_node(backend.store(url, f"wes_durable_{RUN}"), "durable", durability="command")
-    acked = 0
     try:
         base_loop = await raw.single_writes(CLIENTS)
         async with node:
-            channels = await start_counters(node, "durable", CLIENTS)
-            command = node.command
-
-            async def client(channel: tuple[str, int], m: int) -> None:
-                nonlocal acked
-                for _ in range(m):
-                    await command(channel, "incr", 1)
-                    acked += 1
-
-            async def wes_loop(n: int) -> None:
-                per = max(1, n // CLIENTS)
-                await asyncio.gather(*(client(channel, per) for channel in channels))
-
+            clients = DurableClients(node, await start_counters(node, "durable", CLIENTS))
+            wes_loop = clients.loop
             base, value = await paired_rates(
                 base_loop, wes_loop, settings.seconds * 2, settings.reps
             )
@@ -418,11 +406,7 @@ async def durable_commands(backend: Backend, url: str, settings: Settings) -> Ro
             stored = await stored_total(backend.store(url, f"wes_durable_{RUN}"))
     finally:
         await raw.aclose()
-    check = (
-        "all acknowledged commands are in the store"
-        if stored == acked
-        else f"STORE BEHIND: {acked:,} commands acknowledged, {stored:,} stored"
-    )
+    check = clients.check(stored)
     return row(
         f"{backend.name}_durable_commands",
         value,

@@ -78,3 +78,30 @@ async def dirty_all(node: wes.Node, channels: list[tuple[str, int]]) -> None:
     command = node.command
     for channel in channels:
         await command(channel, "incr", 1)
+
+
+class DurableClients:
+    """One client per channel, each sending `incr` commands one after another; counts the
+    commands acknowledged (the `*durable_commands` rows)."""
+
+    def __init__(self, node: wes.Node, channels: Sequence[tuple[str, int]]) -> None:
+        self.command = node.command
+        self.channels = channels
+        self.acked = 0
+
+    async def _client(self, channel: tuple[str, int], m: int) -> None:
+        command = self.command
+        for _ in range(m):
+            await command(channel, "incr", 1)
+            self.acked += 1
+
+    async def loop(self, n: int) -> None:
+        """About `n` commands in total, spread over the clients."""
+        per = max(1, n // len(self.channels))
+        await asyncio.gather(*(self._client(channel, per) for channel in self.channels))
+
+    def check(self, stored: int) -> str:
+        """The note comparing the acknowledged commands with the `stored` counter total."""
+        if stored == self.acked:
+            return "all acknowledged commands are in the store"
+        return f"STORE BEHIND: {self.acked:,} commands acknowledged, {stored:,} stored"

@@ -27,7 +27,7 @@ from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
 from rows import Want, names, row
-from saving import RecordingStore, counter_node, dirty_all, start_counters, wait_for
+from saving import DurableClients, RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
 
@@ -293,22 +293,10 @@ async def durable_commands(settings: Settings, want: Want) -> list[Row]:
         raw = PerRowCommits(Path(tmp) / "raw.db", CLIENTS)
         path = str(Path(tmp) / "wes.db")
         node = counter_node(wes.SqliteStore(path), "durable", durability="command")
-        acked = 0
         try:
             async with node:
-                channels = await start_counters(node, "durable", CLIENTS)
-                command = node.command
-
-                async def client(channel: tuple[str, int], m: int) -> None:
-                    nonlocal acked
-                    for _ in range(m):
-                        await command(channel, "incr", 1)
-                        acked += 1
-
-                async def wes_loop(n: int) -> None:
-                    per = max(1, n // CLIENTS)
-                    await asyncio.gather(*(client(channel, per) for channel in channels))
-
+                clients = DurableClients(node, await start_counters(node, "durable", CLIENTS))
+                wes_loop = clients.loop
                 base, value = await paired_rates(
                     raw.body, wes_loop, settings.seconds * 2, settings.reps
                 )
@@ -318,12 +306,7 @@ async def durable_commands(settings: Settings, want: Want) -> list[Row]:
                 stored = await stored_total(path)  # before the node's final saves
         finally:
             raw.close()
-    check = (
-        "all acknowledged commands are in the store"
-        if stored == acked
-        else (f"STORE BEHIND: {acked:,} commands acknowledged, {stored:,} stored")
-    )
-    return [row("durable_commands", value, base, note=check)]
+    return [row("durable_commands", value, base, note=clients.check(stored))]
 
 
 async def stored_total(path: str) -> int:
