@@ -65,7 +65,7 @@ FIXTURE_MARKERS = {
     "redis_box": "redis",
     "postgres_dsn": "postgres",
     "postgres_box": "postgres",
-    "bank": "subprocess",  # bank/test_bank_service.py: `wes bank serve` for the module
+    "bank": "subprocess",  # bank/test_service.py: `wes bank serve` for the module
 }
 # Markers under which a test may start processes (servers, workers, Chromium).
 PROCESS_MARKERS = ("redis", "postgres", "subprocess", "browser")

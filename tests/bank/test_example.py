@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import wes
-from tests.support.programs import run_python
+from tests.support.programs import ROOT, run_python
 from wes.abc import Write
 from wes.bank import (
     ACCOUNT,
@@ -35,12 +35,12 @@ from wes.bank import (
     session,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "bank.py"
+EXAMPLE = ROOT / "examples" / "bank.py"
 NAMES = ["alice", "bob", "carol"]
 
 
 @asynccontextmanager
-async def running(path: Path, **kwargs: float) -> AsyncIterator[Bank]:
+async def running(path: Path, **kwargs: Any) -> AsyncIterator[Bank]:
     node = build_node(path / "bank.db", **kwargs)
     async with node:
         yield Bank(node)
@@ -159,7 +159,7 @@ async def test_balance_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("amount", [0, -5, 1.5, 2.0, True, "5", None, MAX_AMOUNT + 1])
-async def test_bad_amount_is_refused(tmp_path: Path, amount: object) -> None:
+async def test_bad_amount_is_refused(tmp_path: Path, amount: Any) -> None:
     """An amount that is not an int from 1 to MAX_AMOUNT is InvalidRequest; nothing changes
     and the session keeps running."""
     async with running(tmp_path) as bank:
@@ -176,7 +176,7 @@ async def test_bad_amount_is_refused(tmp_path: Path, amount: object) -> None:
 
 
 @pytest.mark.parametrize("name", ["", "é", "a b", "a/b", "a" * 65, 5, None, "x\n"])
-async def test_bad_names_are_refused(tmp_path: Path, name: object) -> None:
+async def test_bad_names_are_refused(tmp_path: Path, name: Any) -> None:
     """Account names and user ids outside their patterns are InvalidRequest."""
     async with running(tmp_path) as bank:
         with pytest.raises(InvalidRequest):
@@ -295,7 +295,8 @@ async def test_balance_at_rest_is_the_stored_actor() -> None:
 def test_account_refuses_bad_opening_balance() -> None:
     """An Account is built with an int balance from 0 to MAX_BALANCE only."""
     assert Account().balance == 0
-    for bad in (-1, MAX_BALANCE + 1, 1.0, True):
+    bads: tuple[Any, ...] = (-1, MAX_BALANCE + 1, 1.0, True)  # the wrong ones on purpose
+    for bad in bads:
         with pytest.raises(InvalidRequest):
             Account(bad)
 

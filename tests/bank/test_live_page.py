@@ -264,7 +264,7 @@ class Spoilable(Account):
 
     @wes.command
     def spoil(self) -> None:
-        self.tags = {"vip"}  # a set: every save of it fails
+        self.tags: set[str] | list[str] = {"vip"}  # a set: every save of it fails
 
     @wes.command
     def heal(self) -> None:

@@ -996,7 +996,7 @@ class BankModel(RuleBasedStateMachine):
         """A random request: no 5xx, and (by the invariant) no model balance changed."""
         path = "/" + "/".join(quote(segment, safe="") for segment in segments)
         assume(self.prefix not in path)
-        headers = {} if user is None else {"User-Id": user}
+        headers: dict[bytes, bytes] = {} if user is None else {b"User-Id": user}
         try:
             response = self.client.request(method, path, content=body, headers=headers)
         except (httpx.LocalProtocolError, httpx.InvalidURL):
@@ -1019,7 +1019,7 @@ def test_random_requests_match_the_model(bank: Service) -> None:
     """Random requests, valid and not, from several users: never a 5xx, every answer is the
     model's, and no balance is ever corrupted."""
     run_state_machine_as_test(
-        lambda: BankModel(bank.url),
+        lambda: BankModel(bank.url),  # type: ignore[arg-type]  # hypothesis takes any factory
         settings=settings(
             max_examples=25,
             stateful_step_count=25,
