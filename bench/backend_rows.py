@@ -39,9 +39,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import saving
 from common import Loop, Row, Settings, calibrate, paired_rates, profiled
 from rows import Want, names, row
-from saving import DurableClients, RecordingStore, counter_node, dirty_all, start_counters, wait_for
 
 import wes
 from wes.abc import Store, Write
@@ -287,31 +287,22 @@ async def periodic_saves(backend: Backend, url: str, settings: Settings) -> Row:
     bases: list[float] = []
     alone: list[float] = []
     notes: list[str] = []
-    unsaved = counter_node(wes.MemoryStore(), "unsaved", save_interval=None)
-    store = RecordingStore(backend.store(url, f"wes_saves_{RUN}"))
-    node = counter_node(store, "saved", save_interval=SAVE_INTERVAL)
+    unsaved = saving.counter_node(wes.MemoryStore(), "unsaved", save_interval=None)
+    store = saving.RecordingStore(backend.store(url, f"wes_saves_{RUN}"))
+    node = saving.counter_node(store, "saved", save_interval=SAVE_INTERVAL)
     raw = backend.raw(url, f"raw_saves_{RUN}")
     bare = backend.store(url, f"bare_saves_{RUN}")
-    keys = {f"counter/{i}" for i in range(n)}
     try:
         async with unsaved, node, bare:
-            plain = await start_counters(unsaved, "unsaved", n)
-            await dirty_all(unsaved, plain)  # warm-up
-            store.pending = set(keys)
-            channels = await start_counters(node, "saved", n)
-            await wait_for(lambda: not store.pending, 60)  # the first save of the new actors
-
-            async def one_round() -> None:
-                store.pending = set(keys)
-                await dirty_all(node, channels)
-                await wait_for(lambda: not store.pending, 60)
-
+            plain = await saving.start_counters(unsaved, "unsaved", n)
+            await saving.dirty_all(unsaved, plain)  # warm-up
+            one_round = await saving.saved_rounds(node, store, n, 60)
             await one_round()  # warm-up
             for rep in range(reps):
                 gc.collect()
                 start = time.perf_counter()
                 for _ in range(rounds):
-                    await dirty_all(unsaved, plain)
+                    await saving.dirty_all(unsaved, plain)
                 commands_only = time.perf_counter() - start
                 store.sizes = []
                 gc.collect()
@@ -389,11 +380,15 @@ def token_floor(rep: int) -> int:
 async def durable_commands(backend: Backend, url: str, settings: Settings) -> Row:
     """`<backend>_durable_commands`; see the module docstring."""
     raw = backend.raw(url, f"raw_durable_{RUN}")
-    node = counter_node(backend.store(url, f"wes_durable_{RUN}"), "durable", durability="command")
+    node = saving.counter_node(
+        backend.store(url, f"wes_durable_{RUN}"), "durable", durability="command"
+    )
     try:
         base_loop = await raw.single_writes(CLIENTS)
         async with node:
-            clients = DurableClients(node, await start_counters(node, "durable", CLIENTS))
+            clients = saving.DurableClients(
+                node, await saving.start_counters(node, "durable", CLIENTS)
+            )
             wes_loop = clients.loop
             base, value = await paired_rates(
                 base_loop, wes_loop, settings.seconds * 2, settings.reps

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from actors import Counter
@@ -105,3 +105,22 @@ class DurableClients:
         if stored == self.acked:
             return "all acknowledged commands are in the store"
         return f"STORE BEHIND: {self.acked:,} commands acknowledged, {stored:,} stored"
+
+
+async def saved_rounds(
+    node: wes.Node, store: RecordingStore, n: int, seconds: float
+) -> Callable[[], Awaitable[None]]:
+    """Start `n` counters on `node` (channel type "saved") and wait (up to `seconds`) for
+    their first save; returns one round: make every actor dirty, then wait until each new
+    state is written."""
+    keys = {f"counter/{i}" for i in range(n)}
+    store.pending = set(keys)
+    channels = await start_counters(node, "saved", n)
+    await wait_for(lambda: not store.pending, seconds)
+
+    async def one_round() -> None:
+        store.pending = set(keys)
+        await dirty_all(node, channels)
+        await wait_for(lambda: not store.pending, seconds)
+
+    return one_round

@@ -27,7 +27,14 @@ from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
 from rows import Want, names, row
-from saving import DurableClients, RecordingStore, counter_node, dirty_all, start_counters, wait_for
+from saving import (
+    DurableClients,
+    RecordingStore,
+    counter_node,
+    dirty_all,
+    saved_rounds,
+    start_counters,
+)
 
 import wes
 
@@ -256,17 +263,8 @@ async def _periodic_once(path: Path, n: int, rounds: int, settings: Settings) ->
     commands_only = await _command_only(n, rounds)
     store = RecordingStore(wes.SqliteStore(str(path)))
     node = counter_node(store, "saved", save_interval=0.005)
-    keys = {f"counter/{i}" for i in range(n)}
-    store.pending = set(keys)
     async with node:
-        channels = await start_counters(node, "saved", n)
-        await wait_for(lambda: not store.pending, 120)  # the first save of the new actors
-
-        async def one_round() -> None:
-            store.pending = set(keys)
-            await dirty_all(node, channels)
-            await wait_for(lambda: not store.pending, 120)
-
+        one_round = await saved_rounds(node, store, n, 120)
         await one_round()  # warm-up
         gc.collect()
         start = time.perf_counter()
