@@ -1,8 +1,8 @@
 """Periodic saves and durable commands on PostgreSQL and Redis, each next to the raw driver.
 
-Private servers on free loopback ports (`tests/servers.py`: PostgreSQL with `fsync=on`, Redis
-without persistence; `WES_POSTGRES_DSN` / `WES_REDIS_URL` point at servers started elsewhere),
-one table or key prefix per measurement.
+Private servers on free loopback ports (`tests/support/servers.py`: PostgreSQL with
+`fsync=on`, Redis without persistence; `WES_POSTGRES_DSN` / `WES_REDIS_URL` point at servers
+started elsewhere), one table or key prefix per measurement.
 
 `*_periodic_saves`: N channels of one counter actor each, `save_interval` 5 ms. Each round
 makes every actor dirty with one command, then waits until the store has written every new
@@ -57,14 +57,14 @@ CLIENTS = 100
 SAVE_INTERVAL = 0.005
 RUN = f"{os.getpid()}_{time.time_ns() // 1_000_000}"
 """Suffix of this run's table names and key prefixes: servers given by URL may hold others."""
-TESTS = Path(__file__).resolve().parent.parent / "tests"
+ROOT = Path(__file__).resolve().parent.parent  # the repository, holding `tests`
 
 
 def _servers() -> Any:
-    """`tests/servers.py`, which starts private servers (imported from the tests directory)."""
-    if str(TESTS) not in sys.path:
-        sys.path.append(str(TESTS))
-    return importlib.import_module("servers")
+    """`tests.support.servers`, which starts private servers (imported from the repository)."""
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))
+    return importlib.import_module("tests.support.servers")
 
 
 def state(value: int) -> bytes:

@@ -79,6 +79,9 @@ class Row:
             "unit": self.unit,
             "baseline": _finite(self.baseline),
             "ratio": _finite(self.ratio),
+            "target": self.target,  # "" when the row has none
+            "met": self.met,
+            "note": self.note,
         }
 
 

@@ -67,11 +67,15 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     by_name = {row["name"]: row for row in rows}
     assert not REQUIRED - by_name.keys(), "missing rows"
     for row in rows:
-        assert set(row) == {"name", "value", "unit", "baseline", "ratio"}
+        assert set(row) == {"name", "value", "unit", "baseline", "ratio", "target", "met", "note"}
     for name in REQUIRED:
         row = by_name[name]
         assert isinstance(row["value"], int | float) and math.isfinite(row["value"]), row
         if name in WITH_BASELINE:
             assert row["baseline"] > 0, row
             assert math.isclose(row["ratio"], row["value"] / row["baseline"]), row
+    # Every row keeps its target, whether it met it, and its note.
+    assert by_name["command_1client"]["target"] == ">= 5.5x", by_name["command_1client"]
+    assert by_name["idle_channel_bytes"]["met"] in (True, False)
+    assert all(isinstance(row["note"], str) for row in rows)
     assert "command_1client" in proc.stdout  # the table went to stdout
