@@ -11,8 +11,8 @@ from ._actor import read as read
 from ._backends.memory import MemoryRegistry as MemoryRegistry
 from ._backends.memory import MemoryStore as MemoryStore
 from ._backends.postgres import PostgresStore as PostgresStore
-from ._backends.redis import RedisRegistry as RedisRegistry
 from ._backends.redis import RedisStore as RedisStore
+from ._backends.redis_registry import RedisRegistry as RedisRegistry
 from ._backends.sqlite import SqliteStore as SqliteStore
 from ._backends.sqlite_registry import SqliteRegistry as SqliteRegistry
 from ._codec import JsonCodec as JsonCodec

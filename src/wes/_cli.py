@@ -77,7 +77,7 @@ def registry_from_url(url: str) -> Registry:
         return SqliteRegistry(_sqlite_path(url))
     if scheme in ("redis", "rediss", "unix"):
         _check_netloc(url)
-        from ._backends.redis import RedisRegistry
+        from ._backends.redis_registry import RedisRegistry
 
         return RedisRegistry(url)
     raise UsageProblem(

@@ -580,9 +580,9 @@ def test_fast_packing_sends_the_bytes_redis_py_would(args: tuple[Any, ...]) -> N
     """The store's connections put on the wire exactly what redis-py's own packing would."""
     from redis.asyncio.connection import Connection
 
-    from wes._backends.redis import _with_fast_packing
+    from wes._backends._redis_client import with_fast_packing
 
-    fast = _with_fast_packing(Connection)()
+    fast = with_fast_packing(Connection)()
     plain = Connection()
     assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args))
 
