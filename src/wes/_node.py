@@ -179,7 +179,7 @@ class Node:
         for start in range(0, len(idents), _CLOSE_CHUNK):
             chunk = idents[start : start + _CLOSE_CHUNK]
             await asyncio.gather(*(self._stop_at_close(ident) for ident in chunk))
-        await rt.cancel_tasks()
+        await rt.wind_down()
         rt.state = "closed"
         await self._close_backends()
 

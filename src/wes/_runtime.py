@@ -90,8 +90,9 @@ class Runtime:
         if not task.cancelled():
             task.exception()  # already delivered to its caller or counted; don't log twice
 
-    async def cancel_tasks(self) -> None:
-        """Cancel every tracked task and wait for them; then the sweeps have settled."""
+    async def wind_down(self) -> None:
+        """Cancel every tracked task and wait for them, let the releases settle, and close
+        the wheel: what closing leaves once every channel has stopped."""
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
