@@ -66,3 +66,41 @@ def test_a_missing_extra_is_said_before_a_bad_url(
     assert main(["bank", "serve", "--store", "mysql://h/db"]) == 1
     assert "wes bank serve needs: pip install 'wes-actors[service]'" in capsys.readouterr().err
     assert handed_over == []
+
+
+def test_the_server_stack_defaults_to_auto(handed_over: list[dict[str, Any]]) -> None:
+    """Without `--loop` and `--http` the server picks uvloop and httptools when installed."""
+    assert main(["bank", "serve", "--store", "memory"]) == 0
+    [call] = handed_over
+    assert (call["args"].loop, call["args"].http) == ("auto", "auto")
+
+
+def test_auto_runs_on_uvloop_when_installed() -> None:
+    """`--loop auto` is uvloop's loop (the service extra installs it); `asyncio` is asyncio's."""
+    import uvloop
+
+    assert _serve._loop_factory("auto") is uvloop.new_event_loop
+    assert _serve._loop_factory("uvloop") is uvloop.new_event_loop
+    assert _serve._loop_factory("asyncio") is None
+
+
+def test_auto_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without uvloop, `--loop auto` is asyncio's own loop."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert _serve._loop_factory("auto") is None
+
+
+@pytest.mark.parametrize(
+    ("option", "module"), [(["--loop", "uvloop"], "uvloop"), (["--http", "httptools"], "httptools")]
+)
+def test_a_missing_server_library_is_said_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: list[str],
+    module: str,
+) -> None:
+    """Asking for uvloop or httptools where it is not installed exits 1 naming the extra."""
+    monkeypatch.setitem(sys.modules, module, None)
+    assert main(["bank", "serve", "--store", "memory", *option]) == 1
+    err = capsys.readouterr().err
+    assert f"{option[0]} {module} needs: pip install 'wes-actors[service]'" in err

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from wes import LoggingStats, MultiStats, PrometheusStats, WesError, configure_logging
@@ -57,6 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the lowest level logged (default: info; debug shows every stats event)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="the event loop (default: uvloop when installed, as the service extra does)",
+    )
+    parser.add_argument(
+        "--http",
+        default="auto",
+        choices=["auto", "h11", "httptools"],
+        help="the HTTP parser (default: httptools when installed, as the service extra does)",
+    )
 
 
 def _port(text: str) -> int:
@@ -100,12 +112,41 @@ def serve(
     """Serve the bank on `store` and `registry` with the options of `add_arguments` until
     SIGTERM or SIGINT; return the exit code (0, or 1 when it could not start). The URLs are
     only logged. Needs the service extra (see `require_service`)."""
+    loop_factory = _loop_factory(args.loop)
+    _check_http(args.http)
     handler = configure_logging(args.log_level, json=args.log_json, loggers=("wes", "uvicorn"))
     handler.addFilter(_drop_color)
     try:
-        return asyncio.run(_serve_async(args, store, registry, (store_url, registry_url)))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_serve_async(args, store, registry, (store_url, registry_url)))
     except KeyboardInterrupt:  # a SIGINT before the handlers were in place
         return 0
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop for `--loop` (`None`: asyncio's own); what uvloop gains is in the
+    README's speed section."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "auto":
+            return None
+        raise ImportError("--loop uvloop needs: pip install 'wes-actors[service]'") from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _check_http(name: str) -> None:
+    """`--http httptools` without httptools fails here, before anything starts (with "auto"
+    uvicorn falls back to h11 by itself)."""
+    if name != "httptools":
+        return
+    try:
+        import httptools  # noqa: F401 - only to fail early, naming the extra
+    except ImportError:
+        raise ImportError("--http httptools needs: pip install 'wes-actors[service]'") from None
 
 
 def _drop_color(record: logging.LogRecord) -> bool:
@@ -134,6 +175,7 @@ async def _serve_async(
         lifespan="off",
         timeout_graceful_shutdown=GRACE,
         server_header=False,
+        http=args.http,
     )
     server = _server_class()(config)
     with _stop_on_signals(server):
