@@ -1,209 +1,57 @@
-"""HTTP load on the real bank service: `wes bank serve` in a process of its own, driven by `wrk`.
+"""HTTP load on the real bank service against the same bank written the plain way.
 
-Three scenarios against one server in one run, each a `wrk -t2 -c32 --latency` run (5 s, 1 s
-with `--quick`): `GET /healthz`, a constant answer (the baseline), `GET /{account}/balance`
-spread over the accounts, and `POST /{from}/transfer` of 1 unit, each a durable SQLite commit
-(sessions use durability="command").
+Three servers run in processes of their own, on one server stack (uvicorn, uvloop,
+httptools): `wes bank serve`, the plain bank (`plain_bank.py`: Starlette over sqlite3, a
+transaction per request in the thread pool) and a bare Starlette app (`bare_app.py`). Each
+scenario is a `wrk -t2 -c32 --latency` run (5 s, 1 s with `--quick`) against wes and against
+its baseline, in rounds whose order alternates (wes first, then the baseline first), so a
+noisy neighbour hits both alike; a row's figures are the medians over the rounds:
 
-The accounts are created over HTTP first, each in a session of its own, funded and unlocked
-(`DELETE /`), so balance reads find them at rest (every read is a store read). For transfers
-each load user owns a fixed pair of accounts that no other user touches, so no request meets
-another session's lock; wrk rotates its users over its connections, and two requests of one
-user in flight at once queue in that user's session (they never conflict). The figures are
-2xx responses per second and wrk's 99th percentile latency; every non-2xx response and socket
-error is counted in the row's note.
+- `GET /healthz`, a constant answer, against the bare app's `async` endpoint;
+- `GET /{account}/balance` over accounts at rest (created, funded and their sessions ended:
+  every read of wes is a store read), against the plain bank;
+- `POST /{from}/transfer` of 1 unit, each a durable SQLite commit (sessions use
+  durability="command"), against the plain bank.
+
+For transfers each load user owns a fixed pair of accounts that no other user touches and
+that balance reads never see, so no request meets another session's lock; wrk rotates its
+users over its connections, and two requests of one user in flight at once queue in that
+user's session (they never conflict). Rates count 2xx responses; every non-2xx response and
+socket error is counted in the row's note.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from common import Row, Settings
 from rows import Want, names, row
+from wrk import Result, balance_script, constant_script, find_wrk, run_wrk, transfer_script
 
 ROWS = names("http_load")
 """The rows of this group, in table order."""
 
+HERE = Path(__file__).resolve().parent
 THREADS = 2
 CONNECTIONS = 32
-ACCOUNTS = 200  # an even number: transfers use them in pairs
+PAIRS = 100  # transfer users, each on its own pair of accounts
+AT_REST = 200  # accounts whose balances are read
 FUNDS = 1_000_000  # each account's opening money
+ROUNDS = 3  # of each scenario on each side; 1 with --quick
 SETUP_CONCURRENCY = 32  # requests in flight while creating the accounts
-START_TIMEOUT = 30.0  # seconds the server gets to print its address
+START_TIMEOUT = 30.0  # seconds a server gets to print its address
 STOP_TIMEOUT = 60.0  # seconds it gets to save every session and exit after SIGTERM
-MANY_ERRORS = 0.01  # a share of failed requests that the note shouts about
-
-_DONE = """
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_RESULT {"requests": %d, "duration_us": %d, "p99_us": %d, "p50_us": %d, "status": %d,'
-    .. ' "connect": %d, "read": %d, "write": %d, "timeout": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(99.0), latency:percentile(50.0),
-    e.status, e.connect, e.read, e.write, e.timeout))
-end
-"""
-"""wrk's exact figures as one JSON line (its text output rounds them and varies its units)."""
-
-
-@dataclass(slots=True)
-class Result:
-    """One wrk run's figures."""
-
-    requests: int  # responses received, whatever their status
-    seconds: float
-    p99_ms: float
-    p50_ms: float
-    non_2xx: int  # responses with a status outside 2xx and 3xx
-    socket_errors: dict[str, int]  # connect, read, write, timeout
-
-    @property
-    def ok_rate(self) -> float:
-        """Successful responses per second."""
-        return (self.requests - self.non_2xx) / self.seconds
-
-    def note(self, what: str) -> str:
-        failed = self.non_2xx + sum(self.socket_errors.values())
-        errors = {k: v for k, v in self.socket_errors.items() if v}
-        text = (
-            f"{what}; {self.requests:,} responses in {self.seconds:.1f}s, p50"
-            f" {self.p50_ms:.2f} ms; non-2xx: {self.non_2xx:,}; socket errors:"
-            f" {', '.join(f'{k} {v:,}' for k, v in errors.items()) or 'none'}"
-        )
-        if failed > MANY_ERRORS * max(1, self.requests):
-            text = f"MANY ERRORS ({failed:,} failed requests): {text}"
-        return text
-
-
-def _wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError(
-            "the HTTP load benchmark needs wrk: install Debian's package (apt-get install wrk;"
-            " .ci/install-servers does it)"
-        )
-    return wrk
-
-
-def _lua_list(items: list[str]) -> str:
-    return "{" + ", ".join(json.dumps(item) for item in items) + "}"
-
-
-def balance_script(accounts: list[str]) -> str:
-    """Each thread cycles through every account, from its own starting point."""
-    return (
-        f"local accounts = {_lua_list(accounts)}\n"
-        """
-local counter = 0
-function setup(thread)
-  thread:set("id", counter)
-  counter = counter + 1
-end
-
-function init(args)
-  reqs = {}
-  for i, name in ipairs(accounts) do
-    reqs[i] = wrk.format("GET", "/" .. name .. "/balance", {["User-Id"] = "bench-reader"})
-  end
-  n = (id * 7919) % #reqs
-end
-
-function request()
-  n = n % #reqs + 1
-  return reqs[n]
-end
-""" + _DONE
-    )
-
-
-def transfer_script(pairs: list[tuple[str, str]], threads: int) -> str:
-    """Pair k belongs to user `load-k` and to thread k mod `threads`; a thread rotates its
-    users, each transfer going the other way from the user's previous one."""
-    firsts = _lua_list([a for a, _ in pairs])
-    seconds = _lua_list([b for _, b in pairs])
-    return (
-        f"local firsts = {firsts}\nlocal seconds = {seconds}\nlocal threads = {threads}\n"
-        """
-local counter = 0
-function setup(thread)
-  thread:set("id", counter)
-  counter = counter + 1
-end
-
-local function transfer(user, source, target)
-  return wrk.format("POST", "/" .. source .. "/transfer",
-    {["User-Id"] = user, ["Content-Type"] = "application/json"},
-    '{"to": "' .. target .. '", "amount": 1}')
-end
-
-function init(args)
-  reqs = {}
-  for k = 1, #firsts do
-    if (k - 1) % threads == id then
-      local user = "load-" .. (k - 1)
-      reqs[#reqs + 1] = transfer(user, firsts[k], seconds[k])
-      reqs[#reqs + 1] = transfer(user, seconds[k], firsts[k])
-    end
-  end
-  users = #reqs / 2
-  n = 0
-  back = {}
-end
-
-function request()
-  n = n % users + 1
-  back[n] = not back[n]
-  return reqs[2 * n - (back[n] and 1 or 0)]
-end
-""" + _DONE
-    )
-
-
-def constant_script() -> str:
-    return _DONE
-
-
-async def run_wrk(
-    wrk: str, url: str, script: Path, seconds: int, threads: int, connections: int
-) -> Result:
-    """One wrk run; its figures, from the script's `done()`."""
-    args = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    args += ["--timeout", "10s", "-s", str(script), url]
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    text = out.decode(errors="replace")
-    lines = [line for line in text.splitlines() if line.startswith("WRK_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"wrk exited with {proc.returncode}: {text[-2000:]} {err.decode(errors='replace')}"
-        )
-    fields = json.loads(lines[-1].removeprefix("WRK_RESULT "))
-    return Result(
-        requests=fields["requests"],
-        seconds=fields["duration_us"] / 1e6,
-        p99_ms=fields["p99_us"] / 1e3,
-        p50_ms=fields["p50_us"] / 1e3,
-        non_2xx=fields["status"],
-        socket_errors={k: fields[k] for k in ("connect", "read", "write", "timeout")},
-    )
 
 
 def _wes_command() -> list[str]:
@@ -212,28 +60,27 @@ def _wes_command() -> list[str]:
 
 
 class Server:
-    """`wes bank serve` on a free port, its log in `log`."""
+    """A server process on a free port (it prints `...: serving on URL`), its log in `log`."""
 
-    def __init__(self, db: Path, log: Path) -> None:
-        self.db, self.log = db, log
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.args, self.log = args, log
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
     async def start(self) -> None:
-        args = [*_wes_command(), "bank", "serve", "--port", "0", "--db", str(self.db)]
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *args, stdout=subprocess.PIPE, stderr=log
+                *self.args, stdout=subprocess.PIPE, stderr=log, cwd=HERE
             )
         assert self.proc.stdout is not None
-        prefix = "wes bank: serving on "
+        marker = ": serving on "
         while True:
             line = await asyncio.wait_for(self.proc.stdout.readline(), START_TIMEOUT)
             if not line:
-                raise RuntimeError(f"wes bank serve exited before serving: {self.tail()}")
+                raise RuntimeError(f"{self.args} exited before serving: {self.tail()}")
             text = line.decode().strip()
-            if text.startswith(prefix):
-                self.url = text.removeprefix(prefix)
+            if marker in text:
+                self.url = text.split(marker, 1)[1]
                 return
 
     async def stop(self) -> int | None:
@@ -248,7 +95,7 @@ class Server:
             proc.kill()
             await proc.wait()
             raise RuntimeError(
-                f"wes bank serve did not exit {STOP_TIMEOUT:.0f}s after SIGTERM: {self.tail()}"
+                f"{self.args} did not exit {STOP_TIMEOUT:.0f}s after SIGTERM: {self.tail()}"
             ) from None
 
     def tail(self) -> str:
@@ -258,121 +105,218 @@ class Server:
             return "(no log)"
 
 
-async def create_accounts(url: str, names: list[str]) -> None:
-    """Create and fund each account in a session of its own, then end the session."""
+@asynccontextmanager
+async def running(args: list[str], log: Path) -> AsyncIterator[Server]:
+    """A started server, stopped on exit; one that does not exit cleanly after SIGTERM
+    fails (0, or killed by the SIGTERM, which uvicorn raises again once it has stopped)."""
+    server = Server(args, log)
+    try:
+        await server.start()
+        yield server
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await server.stop()
+        raise
+    code = await server.stop()
+    if code not in (0, -signal.SIGTERM):
+        raise RuntimeError(f"{args} exited with {code} after SIGTERM: {server.tail()}")
+
+
+async def _each(url: str, jobs: list[tuple[str, list[tuple[str, str, object, int]]]]) -> None:
+    """Run each job's requests in order, `SETUP_CONCURRENCY` jobs at a time; a job is a user
+    and its requests (method, path, JSON body, expected status)."""
     limit = asyncio.Semaphore(SETUP_CONCURRENCY)
-
-    async def one(client: httpx.AsyncClient, i: int, name: str) -> None:
-        headers = {"User-Id": f"setup-{i}"}
-        async with limit:
-            for method, path, body, status in (
-                ("POST", f"/{name}", None, 201),
-                ("POST", f"/{name}/insert", {"amount": FUNDS}, 200),
-                ("DELETE", "/", None, 200),
-            ):
-                response = await client.request(method, path, json=body, headers=headers)
-                if response.status_code != status:
-                    raise RuntimeError(
-                        f"{method} {path} answered {response.status_code}: {response.text}"
-                    )
-
     limits = httpx.Limits(max_connections=SETUP_CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
-        await asyncio.gather(*(one(client, i, name) for i, name in enumerate(names)))
+
+        async def one(user: str, requests: list[tuple[str, str, object, int]]) -> None:
+            async with limit:
+                for method, path, body, status in requests:
+                    response = await client.request(
+                        method, path, json=body, headers={"User-Id": user}
+                    )
+                    if response.status_code != status:
+                        raise RuntimeError(
+                            f"{method} {path} answered {response.status_code}: {response.text}"
+                        )
+
+        await asyncio.gather(*(one(user, requests) for user, requests in jobs))
+
+
+async def create_accounts(url: str, names: list[str]) -> None:
+    """Create and fund each account in a session of its own, then end the session."""
+    await _each(
+        url,
+        [
+            (
+                f"setup-{i}",
+                [
+                    ("POST", f"/{name}", None, 201),
+                    ("POST", f"/{name}/insert", {"amount": FUNDS}, 200),
+                    ("DELETE", "/", None, 200),
+                ],
+            )
+            for i, name in enumerate(names)
+        ],
+    )
 
 
 async def warm_transfers(url: str, pairs: list[tuple[str, str]]) -> None:
     """One transfer per load user and back, so its session holds its pair before timing."""
-    limits = httpx.Limits(max_connections=SETUP_CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
+    await _each(
+        url,
+        [
+            (
+                f"load-{k}",
+                [
+                    ("POST", f"/{a}/transfer", {"to": b, "amount": 1}, 200),
+                    ("POST", f"/{b}/transfer", {"to": a, "amount": 1}, 200),
+                ],
+            )
+            for k, (a, b) in enumerate(pairs)
+        ],
+    )
 
-        async def one(k: int, a: str, b: str) -> None:
-            for source, target in ((a, b), (b, a)):
-                response = await client.post(
-                    f"/{source}/transfer",
-                    json={"to": target, "amount": 1},
-                    headers={"User-Id": f"load-{k}"},
-                )
-                if response.status_code != 200:
-                    raise RuntimeError(
-                        f"transfer {source} -> {target} answered {response.status_code}:"
-                        f" {response.text}"
-                    )
 
-        await asyncio.gather(*(one(k, a, b) for k, (a, b) in enumerate(pairs)))
+@dataclass(slots=True)
+class Scenario:
+    """One load against wes and its baseline: the wrk script and both sides' results."""
+
+    name: str
+    path: str
+    script: str
+    what: str
+    baseline: str  # what the baseline is, for the note
+    wes: list[Result] = field(default_factory=list)
+    base: list[Result] = field(default_factory=list)
+
+    def median(self, side: list[Result]) -> Result:
+        """The run of median rate (the lower middle one of an even count)."""
+        ordered = sorted(side, key=lambda r: r.ok_rate)
+        return ordered[(len(ordered) - 1) // 2]
+
+    def rows(self, ratio_row: str) -> tuple[Result, Row]:
+        """The median wes run, and the row of wes against the baseline."""
+        wes, base = self.median(self.wes), self.median(self.base)
+        ratios = [
+            w.ok_rate / b.ok_rate for w, b in zip(self.wes, self.base, strict=True) if b.ok_rate
+        ]
+        note = (
+            f"{self.what}; wes {wes.summary()}; {self.baseline} {base.summary()}; median of"
+            f" {len(self.wes)} alternated rounds"
+        )
+        if ratios:
+            note += f", per-round ratio {min(ratios):.2f}-{max(ratios):.2f}"
+        if any(r.many_errors for r in (*self.wes, *self.base)):
+            note = f"MANY ERRORS: {note}"
+        value = statistics.median(r.ok_rate for r in self.wes)
+        baseline = statistics.median(r.ok_rate for r in self.base)
+        return wes, row(ratio_row, value, baseline, note)
+
+
+def scenarios(settings: Settings, want: Want, pairs: list[tuple[str, str]]) -> list[Scenario]:
+    """The scenarios the wanted rows need, in the order they run in a round."""
+    load = f"wrk -t{THREADS} -c{CONNECTIONS} -d{_seconds(settings)}s"
+    chosen: list[Scenario] = []
+    if (
+        want("http_constant_rps")
+        or want("http_constant_vs_bare")
+        or _balance(want)
+        or _transfer(want)
+    ):
+        chosen.append(
+            Scenario("constant", "/healthz", constant_script(), f"GET /healthz, {load}", "bare app")
+        )
+    if _balance(want):
+        what = f"GET /{{account}}/balance over {AT_REST} accounts at rest, {load}"
+        chosen.append(Scenario("balance", "/", balance_script(_at_rest()), what, "plain"))
+    if _transfer(want):
+        what = (
+            f"POST /{{from}}/transfer, {len(pairs)} users each on its own pair of accounts,"
+            f" durable commits, {load}"
+        )
+        chosen.append(Scenario("transfer", "/", transfer_script(pairs, THREADS), what, "plain"))
+    return chosen
+
+
+def _balance(want: Want) -> bool:
+    return any(
+        want(n) for n in ("http_balance_rps", "http_balance_p99_ms", "http_balance_vs_plain")
+    )
+
+
+def _transfer(want: Want) -> bool:
+    return any(
+        want(n) for n in ("http_transfer_rps", "http_transfer_p99_ms", "http_transfer_vs_plain")
+    )
+
+
+def _seconds(settings: Settings) -> int:
+    return 1 if settings.quick else 5
+
+
+def _at_rest() -> list[str]:
+    return [f"rest-{i}" for i in range(AT_REST)]
+
+
+def _pairs() -> list[tuple[str, str]]:
+    return [(f"pair-{k}-a", f"pair-{k}-b") for k in range(PAIRS)]
 
 
 async def http_load(settings: Settings, want: Want) -> list[Row]:
-    """http_constant_rps, http_balance_rps, http_balance_p99_ms, http_transfer_rps,
-    http_transfer_p99_ms."""
-    balance = want("http_balance_rps") or want("http_balance_p99_ms")
-    transfer = want("http_transfer_rps") or want("http_transfer_p99_ms")
-    constant = want("http_constant_rps") or want("http_balance_rps") or want("http_transfer_rps")
-    if not (balance or transfer or constant):
+    """The rows of `ROWS` that `want` asks for."""
+    pairs = _pairs()
+    chosen = scenarios(settings, want, pairs)
+    if not chosen:
         return []
-    wrk = _wrk()
-    seconds = 1 if settings.quick else 5
-    names = [f"acct-{i}" for i in range(ACCOUNTS)]
-    pairs = list(zip(names[0::2], names[1::2], strict=True))
-    load = f"wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s"
-    rows: list[Row] = []
+    wrk = find_wrk()
+    rounds = 1 if settings.quick else ROUNDS
+    seconds = _seconds(settings)
     with tempfile.TemporaryDirectory(prefix="wes-bench-http-") as tmp:
-        server = Server(Path(tmp) / "bank.db", Path(tmp) / "server.log")
-        stopped = False
-        try:
-            await server.start()
-            await create_accounts(server.url, names)
-
-            async def measure(name: str, path: str, script: str) -> Result:
-                lua = Path(tmp) / f"{name}.lua"
-                lua.write_text(script)
-                return await run_wrk(wrk, server.url + path, lua, seconds, THREADS, CONNECTIONS)
-
-            base: Result | None = None
-            if constant:
-                base = await measure("constant", "/healthz", constant_script())
-                rows.append(
-                    row(
-                        "http_constant_rps",
-                        base.ok_rate,
-                        note=base.note(f"GET /healthz, {load}; p99 {base.p99_ms:.2f} ms"),
-                    )
-                )
-            base_rate = None if base is None else base.ok_rate
-            if balance:
-                got = await measure("balance", "/", balance_script(names))
-                what = f"GET /{{account}}/balance over {ACCOUNTS} accounts at rest, {load}"
-                rows += [
-                    row(
-                        "http_balance_rps",
-                        got.ok_rate,
-                        base_rate,
-                        note=got.note(what),
-                    ),
-                    row("http_balance_p99_ms", got.p99_ms),
-                ]
-            if transfer:
+        work = Path(tmp)
+        async with AsyncExitStack() as stack:
+            wes, plain, bare = [
+                await stack.enter_async_context(running(args, work / f"{name}.log"))
+                for name, args in _servers(work)
+            ]
+            accounts = _at_rest() + [name for pair in pairs for name in pair]
+            for server in (wes, plain):
+                await create_accounts(server.url, accounts)
                 await warm_transfers(server.url, pairs)
-                got = await measure("transfer", "/", transfer_script(pairs, THREADS))
-                what = (
-                    f"POST /{{from}}/transfer, {len(pairs)} users each on its own pair of"
-                    f" accounts, durable commits, {load}"
-                )
-                rows += [
-                    row(
-                        "http_transfer_rps",
-                        got.ok_rate,
-                        base_rate,
-                        note=got.note(what),
-                    ),
-                    row("http_transfer_p99_ms", got.p99_ms),
-                ]
-            stopped = True
-            code = await server.stop()
-        finally:
-            if not stopped:
-                with contextlib.suppress(Exception):
-                    await server.stop()
-        if code != 0:
-            raise RuntimeError(f"wes bank serve exited with {code} after SIGTERM: {server.tail()}")
-    return rows
+            for k in range(rounds):
+                for scenario in chosen:
+                    base = bare if scenario.name == "constant" else plain
+                    lua = work / f"{scenario.name}.lua"
+                    lua.write_text(scenario.script)
+                    for side in (wes, base) if k % 2 == 0 else (base, wes):
+                        url = side.url + scenario.path
+                        got = await run_wrk(wrk, url, lua, seconds, THREADS, CONNECTIONS)
+                        (scenario.wes if side is wes else scenario.base).append(got)
+    return _rows(chosen)
+
+
+def _servers(work: Path) -> list[tuple[str, list[str]]]:
+    plain = [sys.executable, str(HERE / "plain_serve.py")]
+    return [
+        ("wes", [*_wes_command(), "bank", "serve", "--port", "0", "--db", str(work / "wes.db")]),
+        ("plain", [*plain, "plain", "--db", str(work / "plain.db")]),
+        ("bare", [*plain, "bare"]),
+    ]
+
+
+def _rows(chosen: list[Scenario]) -> list[Row]:
+    """The rows in table order: wes's own figures, then wes against the baselines."""
+    by_name = {s.name: s for s in chosen}
+    constant, versus_bare = by_name["constant"].rows("http_constant_vs_bare")
+    rows = [row("http_constant_rps", constant.ok_rate, note=f"GET /healthz: {constant.summary()}")]
+    versus = [versus_bare]
+    for name in ("balance", "transfer"):
+        if name in by_name:
+            wes, against_plain = by_name[name].rows(f"http_{name}_vs_plain")
+            note = f"baseline: the constant route; {wes.summary()}"
+            rows += [
+                row(f"http_{name}_rps", wes.ok_rate, constant.ok_rate, note=note),
+                row(f"http_{name}_p99_ms", wes.p99_ms),
+            ]
+            versus.append(against_plain)
+    return rows + versus

@@ -47,6 +47,9 @@ GROUP_ROWS: dict[str, dict[str, Spec]] = {
         "http_balance_p99_ms": Spec("ms"),
         "http_transfer_rps": Spec("requests/s"),
         "http_transfer_p99_ms": Spec("ms"),
+        "http_constant_vs_bare": Spec("requests/s", min_ratio=0.95),
+        "http_balance_vs_plain": Spec("requests/s", min_ratio=1.5),
+        "http_transfer_vs_plain": Spec("requests/s", min_ratio=2.0),
     },
     "backend_rows": {
         "postgres_periodic_saves": Spec("states/s", min_ratio=MIN_RATIO),

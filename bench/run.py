@@ -3,10 +3,10 @@
 Usage: python bench/run.py [--quick] [--only NAME ...] [--out PATH] [--profile]
 
 Each row is measured against a baseline in the same run where one exists (the asyncio floor,
-raw SQLite loops, psycopg and redis-py on private servers, the bank server's constant route);
-`ratio` = value / baseline, higher is better for rates. Throughput figures are medians of
-several repetitions, interleaved with their baselines (the machine is noisy); the HTTP rows
-(bench/http_load.py) are one wrk run each. The PostgreSQL and Redis rows are in
+raw SQLite loops, psycopg and redis-py on private servers, the bank written the plain way and
+a bare Starlette app); `ratio` = value / baseline, higher is better for rates. Throughput
+figures are medians of several repetitions, interleaved with their baselines (the machine is
+noisy); the HTTP rows (bench/http_load.py) are medians of alternated wrk rounds. The PostgreSQL and Redis rows are in
 bench/backend_rows.py.
 `--only` takes row names or shell patterns (`command_*`); `--quick` is a fast smoke run with
 small sizes; `--profile` prints a cProfile of each wes measurement to stderr.
