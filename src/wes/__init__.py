@@ -10,6 +10,8 @@ from ._actor import command as command
 from ._actor import read as read
 from ._backends.memory import MemoryRegistry as MemoryRegistry
 from ._backends.memory import MemoryStore as MemoryStore
+from ._backends.memory_transport import MemoryTransport as MemoryTransport
+from ._backends.nats import NatsTransport as NatsTransport
 from ._backends.postgres import PostgresStore as PostgresStore
 from ._backends.redis import RedisStore as RedisStore
 from ._backends.redis_registry import RedisRegistry as RedisRegistry
@@ -30,8 +32,11 @@ from ._errors import InvalidName as InvalidName
 from ._errors import InvalidSpec as InvalidSpec
 from ._errors import LeaseLost as LeaseLost
 from ._errors import NodeNotRunning as NodeNotRunning
+from ._errors import NodeUnreachable as NodeUnreachable
+from ._errors import OutcomeUnknown as OutcomeUnknown
 from ._errors import ReentrantCall as ReentrantCall
 from ._errors import RegistryUnavailable as RegistryUnavailable
+from ._errors import RemoteError as RemoteError
 from ._errors import StaleToken as StaleToken
 from ._errors import StateNotEncodable as StateNotEncodable
 from ._errors import StateNotLoadable as StateNotLoadable
@@ -43,7 +48,6 @@ from ._errors import UnknownRead as UnknownRead
 from ._errors import UsageError as UsageError
 from ._errors import WesError as WesError
 from ._logging import configure_logging as configure_logging
-from ._node import ChannelRef as ChannelRef
 from ._node import Node as Node
 from ._prometheus import PrometheusStats as PrometheusStats
 from ._specs import Spec as Spec
@@ -53,6 +57,7 @@ from ._specs import load_or_create as load_or_create
 from ._stats import LoggingStats as LoggingStats
 from ._stats import MemoryStats as MemoryStats
 from ._stats import MultiStats as MultiStats
+from ._types import ChannelRef as ChannelRef
 
 # The optional backends import their drivers only when constructed, so `import wes` needs
 # none of them; constructing one without its driver says which extra to install.
@@ -79,15 +84,20 @@ __all__ = [
     "MemoryRegistry",
     "MemoryStats",
     "MemoryStore",
+    "MemoryTransport",
     "MultiStats",
+    "NatsTransport",
     "Node",
     "NodeNotRunning",
+    "NodeUnreachable",
+    "OutcomeUnknown",
     "PostgresStore",
     "PrometheusStats",
     "RedisRegistry",
     "RedisStore",
     "ReentrantCall",
     "RegistryUnavailable",
+    "RemoteError",
     "Spec",
     "SqliteRegistry",
     "SqliteStore",

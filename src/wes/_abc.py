@@ -1,4 +1,4 @@
-"""The pluggable building blocks: registry, store, stats and codec interfaces.
+"""The pluggable building blocks: registry, store, stats, codec and transport interfaces.
 
 Every method a backend must provide is abstract, so a backend missing one fails when it is
 constructed, not when the method is first needed.
@@ -7,7 +7,7 @@ constructed, not when the method is first needed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Self
@@ -180,3 +180,59 @@ class Codec(ABC):
     @abstractmethod
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode bytes that `encode` produced."""
+
+
+Reply = Callable[[bytes], Awaitable[None]]
+"""Answers one request: awaited once with the answer's bytes."""
+
+OnRequest = Callable[[bytes, Reply], None]
+"""Called on the event loop for each request a node receives. It must neither block nor
+await: it hands the work to a task, which later awaits `reply` once."""
+
+OnAnnounce = Callable[[bytes], None]
+"""Called on the event loop for each announcement to the cluster (a node's own included)."""
+
+
+class Transport(AsyncResource):
+    """Carries calls between the nodes of one cluster: request-reply to one node by its
+    address, and announcements to every node. It moves bytes; what they mean (the versioned
+    envelope) is the node's business, so every transport carries calls the same way.
+
+    One transport may serve several nodes of a process (each listens under its address).
+    """
+
+    @property
+    @abstractmethod
+    def max_payload(self) -> int:
+        """The largest message, in bytes, that a request or an answer may be."""
+
+    @abstractmethod
+    async def listen(self, address: str, on_request: OnRequest, on_announce: OnAnnounce) -> None:
+        """Start taking the requests sent to `address`, and the cluster's announcements.
+
+        Raises `wes.NodeUnreachable` if the transport cannot be reached.
+        """
+
+    @abstractmethod
+    async def unlisten(self, address: str) -> None:
+        """Stop taking requests for `address` (callers then get `wes.NodeUnreachable`);
+        its announcements and its own requests still work until `leave`."""
+
+    @abstractmethod
+    async def leave(self, address: str) -> None:
+        """Stop everything for `address`; the last node to leave closes the connection."""
+
+    @abstractmethod
+    async def request(self, address: str, data: bytes, within: float) -> bytes:
+        """Send `data` to the node listening at `address` and wait up to `within` seconds
+        for its answer.
+
+        Raises `wes.NodeUnreachable` when the request certainly reached no node (nobody
+        listens at `address`, or the transport is not connected), and `wes.OutcomeUnknown`
+        when it was sent and no answer came in time or the connection broke meanwhile.
+        """
+
+    @abstractmethod
+    async def announce(self, data: bytes) -> None:
+        """Send `data` to every node of the cluster, this one included; an announcement
+        that cannot be sent is dropped (announcements are refreshed, never relied on)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._abc import Claim, Ident
 from ._arguments import Refused, binding_failed, check_command, invalid
-from ._errors import UnknownCommand
+from ._errors import ChannelNotHere, LeaseLost, UnknownCommand
 from ._membership import Membership
 from ._saving import Saving
 from ._timers import Timers
@@ -105,6 +105,15 @@ class Channel(Saving, Timers, Membership):
                 handler(actor, *args, **kwargs)
         return handled
 
+    def lease_ran_out(self) -> ChannelNotHere:
+        """Stop, unsaved, a channel found past its lease by this node's clock (a process
+        frozen past it wakes up to find calls queued), and return the error for the call
+        that found it: nothing ran, and the caller looks the owner up again."""
+        self.crash_later(LeaseLost(f"channel {self.id!r} found its lease run out"), lease_lost=True)
+        return ChannelNotHere(
+            self.id, f"channel {self.id!r} lost its lease and stopped unsaved; nothing ran"
+        )
+
     def unhandled(self, name: str) -> None:
         if self.actors:
             raise UnknownCommand(f"no actor of channel {self.id!r} handles command {name!r}")
@@ -123,7 +132,9 @@ class Channel(Saving, Timers, Membership):
         """Apply a command in the turn the caller took, then pass the turn. The fast path in
         `Node.command` is this, inline, for a free channel of synchronous handlers."""
         try:
-            self.last_active = self.conf.runtime.now()
+            self.last_active = now = self.conf.runtime.now()
+            if now >= self.lease_until:
+                raise self.lease_ran_out()
             try:
                 handled = await self.apply(name, args, kwargs)
             except Refused as refused:

@@ -26,7 +26,10 @@ reaches the caller unchanged and is never wrapped.
     ├── StaleToken                  a store refused a write with an older fencing token
     ├── LeaseLost                   the channel lost its lease and stopped unsaved
     ├── StoreUnavailable            something outside broke: the store
-    └── RegistryUnavailable         something outside broke: the registry
+    ├── RegistryUnavailable         something outside broke: the registry
+    ├── NodeUnreachable             a cluster call certainly did not run: no node answered
+    ├── OutcomeUnknown              a cluster call was sent and no answer came: it may have run
+    └── RemoteError                 an actor's exception on another node, of a type not rebuilt here
 """
 
 from __future__ import annotations
@@ -142,3 +145,47 @@ class StoreUnavailable(WesError):
 
 class RegistryUnavailable(WesError):
     """The registry cannot be reached or failed; the cause is chained."""
+
+
+class NodeUnreachable(WesError):
+    """A cluster call certainly did not run: no node answered for the owner, or the transport
+    is down. The caller already retried within `call_timeout`."""
+
+
+class OutcomeUnknown(WesError):
+    """A cluster call was sent and no answer came (it timed out or the connection broke): it
+    may or may not have run. Commands run at most once, so it is never retried by wes."""
+
+
+class RemoteError(WesError):
+    """An actor's exception on another node, of a type this node does not rebuild (neither a
+    builtin nor registered with `Node.error_type`). The remote traceback is a note."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+
+
+class NotHere(Exception):
+    """Mixin of the errors that mean "not on this node, and nothing ran": `ident` is the
+    channel or actor asked for. A node serving a remote call answers them as a refusal, so
+    the caller looks the owner up again; a local caller sees the public base class."""
+
+    ident: tuple[str, str | int]
+
+
+class ChannelNotHere(NotHere, ChannelNotStarted):
+    """The channel does not run here (or lost its lease), and nothing ran."""
+
+    def __init__(self, ident: tuple[str, str | int], message: str) -> None:
+        super().__init__(message)
+        self.ident = ident
+
+
+class ActorNotHere(NotHere, ActorNotActive):
+    """The actor is in no channel here (or its channel lost its lease), and nothing ran."""
+
+    def __init__(self, ident: tuple[str, str | int], message: str) -> None:
+        super().__init__(message)
+        self.ident = ident

@@ -7,19 +7,20 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from ._abc import Codec, Ident, Registry, Stats, Store
+from ._abc import Codec, Ident, Registry, Stats, Store, Transport
 from ._actor import Actor
 from ._arguments import Refused, binding_failed, check_read, invalid
 from ._backends.memory import MemoryRegistry
 from ._channel import Channel
+from ._cluster import ABSENT, LOCAL
 from ._codec import JsonCodec
 from ._errors import (
-    ActorNotActive,
+    ActorNotHere,
     ChannelAlreadyStarted,
+    ChannelNotHere,
     ChannelNotStarted,
     InvalidName,
     NodeNotRunning,
@@ -27,29 +28,21 @@ from ._errors import (
     WesError,
 )
 from ._loader import read_stored
+from ._node_cluster import InCluster
 from ._runtime import Runtime
 from ._specs import Spec, as_specs, check_id
 from ._starting import add_actors, start_channel
 from ._stats import NullStats
 from ._turn import holding
-from ._types import actor_conf, channel_conf
+from ._types import ChannelRef, actor_conf, channel_conf
 
 log = logging.getLogger("wes")
 _CLOSE_CHUNK = 1000  # channels stopped at once when the node closes
+ENSURE_RACES = 8  # claims an ensure_channel may lose to other nodes before it gives up
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelRef:
-    """A running channel as seen when asked: its id, the address of the node that owns it,
-    and the ids of its actors at that moment."""
-
-    id: Ident
-    owner: str
-    actors: tuple[Ident, ...]
-
-
-class Node:
-    """Runs channels and their actors.
+class Node(InCluster):
+    """Runs channels and their actors, alone or as one node of a cluster.
 
     Register types with `actor_type` and `channel_type`, then use the node inside
     `async with node:`; on exit every channel stops normally (saving) and the node closes
@@ -61,6 +54,9 @@ class Node:
         stats: receives every event; default none.
         codec: turns states into bytes; default `JsonCodec`.
         address: this node's address in the registry; default host:pid:random.
+        transport: makes the nodes sharing it, a registry and a store one system (every
+            operation reaches its channel wherever it runs); default none: a lone node.
+        call_timeout: seconds a call to another node may take.
     """
 
     def __init__(
@@ -71,6 +67,8 @@ class Node:
         codec: Codec | None = None,
         *,
         address: str | None = None,
+        transport: Transport | None = None,
+        call_timeout: float = 10.0,
     ) -> None:
         if store is None:
             from ._backends.sqlite import SqliteStore
@@ -87,6 +85,7 @@ class Node:
         self._channels = rt.channels
         self._actors = rt.actors
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._setup_cluster(transport, call_timeout)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -120,8 +119,13 @@ class Node:
         lease: float = 30.0,
         durability: Literal["periodic", "command"] = "periodic",
         registry: Registry | None = None,
+        placement: Literal["local", "hash"] = "local",
     ) -> None:
-        """Register a channel type and its timeouts, lease and durability."""
+        """Register a channel type and its timeouts, lease and durability.
+
+        `placement` says where a cluster starts a channel that runs nowhere: `"local"` on
+        the calling node, `"hash"` on the live node that rendezvous hashing of its id picks.
+        """
         self._rt.channel_types[type] = channel_conf(
             type,
             idle_timeout=idle_timeout,
@@ -130,6 +134,7 @@ class Node:
             durability=durability,
             registry=registry or self.registry,
             runtime=self._rt,
+            placement=placement,
         )
 
     # -- introspection --------------------------------------------------------------------
@@ -163,6 +168,13 @@ class Node:
         if self._rt.state != "new":
             raise NodeNotRunning(f"node {self.address} was already started ({self._rt.state})")
         self._loop = self._rt.start()
+        try:
+            await self._join()
+        except BaseException:
+            await self._rt.wind_down()
+            self._rt.state = "closed"
+            await self._close_backends()
+            raise
 
     async def aclose(self) -> None:
         """Stop every channel normally (saving), then close the backends. Idempotent."""
@@ -174,12 +186,14 @@ class Node:
             await self._close_backends()
             return
         rt.state = "closing"
+        await self._stop_taking_calls()
         # Stop channels many at a time so that their final saves share commits.
         idents = list(self._channels)
         for start in range(0, len(idents), _CLOSE_CHUNK):
             chunk = idents[start : start + _CLOSE_CHUNK]
             await asyncio.gather(*(self._stop_at_close(ident) for ident in chunk))
         await rt.wind_down()
+        await self._leave()
         rt.state = "closed"
         await self._close_backends()
 
@@ -210,7 +224,7 @@ class Node:
 
     def _why_not_running(self, channel: Any, name: Any = "") -> WesError:
         """The error for an operation on `channel`, which does not run here: the first thing
-        wrong with the call, or `ChannelNotStarted`."""
+        wrong with the call, or `ChannelNotStarted` (`ChannelNotHere`)."""
         self._rt.check_running()
         try:
             self._rt.channel_conf_of(channel)
@@ -218,7 +232,7 @@ class Node:
             return exc
         if not isinstance(name, str):
             return InvalidName(f"command name must be a str, not {name!r}")
-        return ChannelNotStarted(f"channel {channel!r} is not running on this node")
+        return ChannelNotHere(channel, f"channel {channel!r} is not running on this node")
 
     # -- operations -----------------------------------------------------------------------
 
@@ -226,22 +240,25 @@ class Node:
         """Send a command to every actor of the channel; returns once all handled it.
 
         Raises `ChannelNotStarted`, `UnknownCommand`, or the very exception an actor raised
-        (then the channel stopped without saving).
+        (then the channel stopped without saving). In a cluster, also `NodeUnreachable`
+        (it did not run) or `OutcomeUnknown` (it may have run).
         """
         try:
             ch = self._channels.get(channel)
         except TypeError:
             ch = None
         if ch is None:
-            raise self._why_not_running(channel, name)
+            return await self._command_elsewhere(channel, name, args, kwargs)
         if not isinstance(name, str):
             raise InvalidName(f"command name must be a str, not {name!r}")
         loop = self._loop
         assert loop is not None
         started = loop.time()
+        if started >= ch.lease_until:  # found frozen past its lease: execute nothing
+            return await self._command_elsewhere(channel, name, args, kwargs, ch.lease_ran_out())
         try:
             if ch.busy or ch.has_async:
-                return await ch.run_command(name, args, kwargs)
+                return await self._command_queued(ch, name, args, kwargs)
             # The fast path: the channel is free and every handler is synchronous, so
             # nothing else can run on this loop until we are done; no lock, task or future.
             # It is `Channel._command_then_pass` inline, holding the turn unmarked (`_turn`).
@@ -265,6 +282,16 @@ class Node:
                 seconds = loop.time() - started if self.stats.timed else None
                 self._rt.event("command", name, ch.id, seconds)
 
+    async def _command_queued(
+        self, ch: Channel, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            return await ch.run_command(name, args, kwargs)
+        except ChannelNotHere as gone:  # it stopped, or lost its lease, before our turn
+            if gone.ident != ch.id:
+                raise
+            return await self._command_elsewhere(ch.id, name, args, kwargs, gone)
+
     async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Ask one actor for a view of its state. Raises `ActorNotActive`, `UnknownRead`, or
         what the handler raised (the channel keeps running)."""
@@ -273,11 +300,7 @@ class Node:
         except TypeError:
             a = None
         if a is None:
-            self._rt.check_running()
-            self._rt.actor_conf_of(check_id(actor, "actor"))
-            if not isinstance(name, str):
-                raise InvalidName(f"read name must be a str, not {name!r}")
-            raise ActorNotActive(f"actor {actor!r} is in no channel on this node")
+            return await self._read_elsewhere(actor, name, args, kwargs)
         if not isinstance(name, str):
             raise InvalidName(f"read name must be a str, not {name!r}")
         if self._stats_on:
@@ -286,7 +309,10 @@ class Node:
         ch: Channel = a._wes_ch  # type: ignore[assignment]  # a Channel: see `_actor.Host`
         if handler is None or ch.busy:
             return await self._read_slow(a, ch, name, args, kwargs)
-        ch.last_active = self._loop.time()  # type: ignore[union-attr]
+        now = self._loop.time()  # type: ignore[union-attr]
+        if now >= ch.lease_until:
+            return await self._read_slow(a, ch, name, args, kwargs)
+        ch.last_active = now
         try:
             return handler(a, *args, **kwargs)
         except TypeError as exc:
@@ -308,15 +334,30 @@ class Node:
     async def _read_slow(
         self, a: Actor, ch: Channel, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        try:
+            return await self._read_in_turn(a, ch, name, args, kwargs)
+        except ActorNotHere as gone:  # its channel stopped, or lost its lease, before our turn
+            if gone.ident != a._wes_id:
+                raise
+            return await self._read_elsewhere(a._wes_id, name, args, kwargs, gone)
+
+    async def _read_in_turn(
+        self, a: Actor, ch: Channel, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         handler = a._wes_reads.get(name) or a._wes_async_reads.get(name)
         if handler is None:
             raise UnknownRead(f"actor {a._wes_id!r} has no read {name!r}")
         check_read(name, a, args, kwargs)
-        await ch.take_turn()
+        try:
+            await ch.take_turn()
+        except ChannelNotHere:
+            raise ActorNotHere(a._wes_id, f"channel {ch.id!r} of {a._wes_id!r} stopped") from None
         try:
             if a._wes_ch is not ch:
-                raise ActorNotActive(f"actor {a._wes_id!r} left channel {ch.id!r}")
-            ch.last_active = self._rt.now()
+                raise ActorNotHere(a._wes_id, f"actor {a._wes_id!r} left channel {ch.id!r}")
+            ch.last_active = now = self._rt.now()
+            if now >= ch.lease_until:
+                raise ActorNotHere(a._wes_id, str(ch.lease_ran_out()))
             return await holding(ch, handler(a, *args, **kwargs))
         finally:
             ch.pass_turn()
@@ -326,7 +367,9 @@ class Node:
         self._rt.check_running()
         self._rt.channel_conf_of(channel)
         ch = self._channels.get(channel)
-        return None if ch is None else self._ref(ch)
+        if ch is None:
+            return await self._status_elsewhere(channel)
+        return self._ref(ch)
 
     async def stored(self, actor: Ident) -> Actor | None:
         """The actor as its store holds it (decoded and migrated), or `None` if the store
@@ -342,17 +385,16 @@ class Node:
 
     async def stop_channel(self, channel: Ident) -> None:
         """Stop the channel normally: save (where `should_save`), release every claim."""
-        ch = self._running(channel)
+        ch = self._here(channel)
+        if ch is None:
+            return await self._elsewhere("stop_channel", channel)
         await ch.in_turn(lambda: ch.stop_in_turn("normal"))
 
-    def _running(self, channel: Any) -> Channel:
+    def _here(self, channel: Any) -> Channel | None:
         try:
-            ch = self._channels.get(channel)
+            return self._channels.get(channel)
         except TypeError:
-            ch = None
-        if ch is None:
-            raise self._why_not_running(channel)
-        return ch
+            return None
 
     async def create_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
         """Start a channel with its actors. Fails with `ChannelAlreadyStarted` or a spec
@@ -362,6 +404,11 @@ class Node:
         spec_list = self._check_specs(specs)
         if channel in self._channels or channel in self._rt.starting:
             raise ChannelAlreadyStarted(f"channel {channel!r} is already running")
+        cluster = self._routed(channel)
+        if cluster is not None:
+            got = await cluster.place("create_channel", channel, conf, spec_list)
+            if got is not LOCAL:
+                return cluster.ref(got)  # type: ignore[return-value]
         return self._ref(await start_channel(self._rt, channel, conf, spec_list))
 
     async def ensure_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
@@ -369,28 +416,55 @@ class Node:
         self._rt.check_running()
         conf = self._rt.channel_conf_of(channel)
         spec_list = self._check_specs(specs)
+        races = 0
         while True:
             ch = self._channels.get(channel)
             if ch is not None:
                 try:
                     await add_actors(self._rt, ch, spec_list, ensure=True)
-                except ChannelNotStarted:
+                except ChannelNotHere:
                     if ch.running:
                         raise
                     continue  # it stopped while we waited for its turn: start it anew
                 return self._ref(ch)
             starting = self._rt.starting.get(channel)
-            if starting is None:
-                return self._ref(await start_channel(self._rt, channel, conf, spec_list))
-            await asyncio.shield(starting)
+            if starting is not None:
+                await asyncio.shield(starting)
+                continue
+            try:
+                return await self._ensure_started(channel, conf, spec_list)
+            except ChannelAlreadyStarted:
+                races += 1
+                if self._routed(channel) is None or races > ENSURE_RACES:
+                    raise
+                # Lost the race for the claim to another node: reach the winner.
+
+    async def _ensure_started(self, channel: Ident, conf: Any, specs: list[Spec]) -> ChannelRef:
+        """`ensure_channel` of a channel not running here: at its owner, else started."""
+        cluster = self._routed(channel)
+        if cluster is not None:
+            got = await cluster.at_owner("ensure_channel", channel, conf, specs=specs)
+            if got is LOCAL:
+                return await self.ensure_channel(channel, specs)
+            if got is ABSENT:
+                got = await cluster.place("ensure_channel", channel, conf, specs)
+            if got is not LOCAL:
+                return cluster.ref(got)  # type: ignore[return-value]
+        return self._ref(await start_channel(self._rt, channel, conf, specs))
 
     async def create_actor(self, channel: Ident, specs: Any) -> None:
         """Add new actors to a running channel. Fails with `ChannelNotStarted`,
         `ActorAlreadyInChannel` or a spec error; the channel stays as it was."""
-        ch = self._running(channel)
-        await add_actors(self._rt, ch, self._check_specs(specs), ensure=False)
+        spec_list = self._check_specs(specs)
+        ch = self._here(channel)
+        if ch is None:
+            return await self._elsewhere("create_actor", channel, spec_list)
+        await add_actors(self._rt, ch, spec_list, ensure=False)
 
     async def ensure_actor(self, channel: Ident, specs: Any) -> None:
         """Like `create_actor`, but actors already in the channel are fine."""
-        ch = self._running(channel)
-        await add_actors(self._rt, ch, self._check_specs(specs), ensure=True)
+        spec_list = self._check_specs(specs)
+        ch = self._here(channel)
+        if ch is None:
+            return await self._elsewhere("ensure_actor", channel, spec_list)
+        await add_actors(self._rt, ch, spec_list, ensure=True)

@@ -8,7 +8,7 @@ import asyncio
 from ._abc import Claim, ClaimKind, Ident, Registry
 from ._actor import Actor
 from ._channel import Channel
-from ._errors import ActorAlreadyInChannel, ActorAlreadyLocked, ChannelNotStarted, InvalidSpec
+from ._errors import ActorAlreadyInChannel, ActorAlreadyLocked, ChannelNotHere, InvalidSpec
 from ._loader import build_actors
 from ._runtime import Runtime
 from ._specs import Spec
@@ -69,7 +69,7 @@ async def add_actors(rt: Runtime, ch: Channel, specs: list[Spec], *, ensure: boo
         actors = await load(rt, ch, missing)
         if not ch.running:
             await rt.leases.release([a._wes_claim for a in actors])
-            raise ChannelNotStarted(f"channel {ch.id!r} stopped")
+            raise ChannelNotHere(ch.id, f"channel {ch.id!r} stopped")
         attach(rt, ch, actors)
         if ch.pending is not None:  # an on_activate hook asked to stop or to leave
             await ch.finish()

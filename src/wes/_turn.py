@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._abc import Ident
-from ._errors import ChannelNotStarted, ReentrantCall
+from ._errors import ChannelNotHere, ReentrantCall
 
 T = TypeVar("T")
 
@@ -31,6 +31,17 @@ T = TypeVar("T")
 _holding: contextvars.ContextVar[tuple[Turn, ...]] = contextvars.ContextVar(
     "wes_holding", default=()
 )
+
+# Across nodes: the channels whose turn the call path holds on other nodes, carried with
+# each remote call (`_wire`) and set by the node serving it for the task that runs it.
+remote_chain: contextvars.ContextVar[tuple[Ident, ...]] = contextvars.ContextVar(
+    "wes_remote_chain", default=()
+)
+
+
+def call_chain() -> tuple[Ident, ...]:
+    """The channels whose turn the current call path holds, on this node and others."""
+    return remote_chain.get() + tuple(ch.id for ch in _holding.get())
 
 
 class Turn:
@@ -57,7 +68,7 @@ class Turn:
 
     async def take_turn(self) -> None:
         """Wait for the turn; on return the caller holds it (`busy` is true). Raises
-        `ChannelNotStarted` (not holding it) if the channel stopped meanwhile."""
+        `ChannelNotHere` (not holding it) if the channel stopped meanwhile."""
         if not self.busy:
             self.busy = True
         else:
@@ -74,7 +85,7 @@ class Turn:
                 raise
         if not self.running:
             self.pass_turn()
-            raise ChannelNotStarted(f"channel {self.id!r} stopped")
+            raise ChannelNotHere(self.id, f"channel {self.id!r} stopped")
 
     def pass_turn(self) -> None:
         """Hand the turn to the next waiter, or free the channel."""

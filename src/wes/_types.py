@@ -67,6 +67,16 @@ class Services(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A running channel as seen when asked: its id, the address of the node that owns it,
+    and the ids of its actors at that moment."""
+
+    id: Ident
+    owner: str
+    actors: tuple[Ident, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelConf:
     """The settings of a channel type."""
 
@@ -77,6 +87,7 @@ class ChannelConf:
     durable: bool
     registry: Registry
     runtime: Services
+    placement: Literal["local", "hash"] = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,7 @@ def channel_conf(
     durability: Literal["periodic", "command"],
     registry: Registry,
     runtime: Services,
+    placement: Literal["local", "hash"] = "local",
 ) -> ChannelConf:
     """A checked channel type; raises `InvalidConfig` naming what is wrong."""
     check_type_name("channel", type)
@@ -139,8 +151,11 @@ def channel_conf(
         raise InvalidConfig(
             f"{where}: durability must be 'periodic' or 'command', not {durability!r}"
         )
+    if placement not in ("local", "hash"):
+        raise InvalidConfig(f"{where}: placement must be 'local' or 'hash', not {placement!r}")
     assert lease_s is not None
-    return ChannelConf(type, idle, interval, lease_s, durability == "command", registry, runtime)
+    durable = durability == "command"
+    return ChannelConf(type, idle, interval, lease_s, durable, registry, runtime, placement)
 
 
 def check_type_name(kind: str, name: Any) -> None:

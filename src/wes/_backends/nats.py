@@ -1,0 +1,205 @@
+"""`NatsTransport`: calls between nodes over NATS request-reply (core NATS, no JetStream).
+
+Each node listens on `<cluster>.node.<address>`; announcements go to `<cluster>.presence`.
+nats-py runs one subscription's callbacks one at a time, so the callback only hands each
+message to the node (which makes a task of it) and never awaits channel work.
+
+Failures are told apart as the node needs them: "no responders" (nobody listens at that
+address) and "not connected" mean the request certainly reached no node
+(`NodeUnreachable`); a request that was sent and got no answer in time is
+`OutcomeUnknown`. A request is never handed to nats-py while it is disconnected: nats-py
+would buffer it and send it after reconnecting, long after its caller gave up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from .._abc import OnAnnounce, OnRequest, Transport
+from .._errors import InvalidArguments, InvalidConfig, NodeUnreachable, OutcomeUnknown
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+log = logging.getLogger("wes")
+
+# A stalled server or link is noticed within PING_INTERVAL * (MAX_PINGS_OUT + 1) seconds,
+# not nats-py's two minutes; then nats-py reconnects every RECONNECT_WAIT seconds, forever.
+PING_INTERVAL = 1.0
+MAX_PINGS_OUT = 2
+RECONNECT_WAIT = 0.25
+CONNECT_TIMEOUT = 2.0
+FIRST_CONNECT_TRIES = 3
+_CLUSTER = re.compile(r"[A-Za-z0-9_-]+")
+_UNSAFE = re.compile(rb"[^A-Za-z0-9_:\-]")
+
+
+def subject_token(address: str) -> str:
+    """`address` as one NATS subject token (no dot, space or wildcard), reversibly."""
+    return _UNSAFE.sub(lambda m: b"%%%02X" % m.group()[0], address.encode()).decode()
+
+
+class NatsTransport(Transport):
+    """Carries a cluster's calls over a NATS server.
+
+    Args:
+        url: the server, e.g. `"nats://127.0.0.1:4222"` (several, comma-separated).
+        cluster: the cluster's name; nodes on one server with different names never meet.
+    """
+
+    def __init__(self, url: str, *, cluster: str = "wes") -> None:
+        try:
+            import nats  # noqa: F401 - only to fail early, naming the extra
+        except ImportError:
+            raise ImportError("NatsTransport needs: pip install 'wes-actors[nats]'") from None
+        if not isinstance(cluster, str) or not _CLUSTER.fullmatch(cluster):
+            raise InvalidConfig(
+                f"cluster must be a non-empty name of letters, digits, '_' and '-', not {cluster!r}"
+            )
+        self.url = url
+        self.cluster = cluster
+        self._nc: Client | None = None
+        self._connecting = asyncio.Lock()
+        self._requests: dict[str, Subscription] = {}
+        self._announcements: dict[str, OnAnnounce] = {}
+        self._presence: Subscription | None = None
+
+    def __repr__(self) -> str:
+        return f"NatsTransport({self.url!r}, cluster={self.cluster!r})"
+
+    @property
+    def max_payload(self) -> int:
+        return self._nc.max_payload if self._nc is not None else 1024 * 1024
+
+    def _subject(self, address: str) -> str:
+        return f"{self.cluster}.node.{subject_token(address)}"
+
+    # -- the connection -------------------------------------------------------------------
+
+    async def _client(self) -> Client:
+        async with self._connecting:
+            if self._nc is None or self._nc.is_closed:
+                self._nc = await self._connect()
+            return self._nc
+
+    async def _connect(self) -> Client:
+        import nats
+
+        try:
+            nc = await nats.connect(
+                self.url.split(","),
+                name=f"wes {self.cluster}",
+                ping_interval=PING_INTERVAL,
+                max_outstanding_pings=MAX_PINGS_OUT,
+                reconnect_time_wait=RECONNECT_WAIT,
+                connect_timeout=CONNECT_TIMEOUT,
+                # The first connection fails after a few tries; once up, it reconnects
+                # forever (set below): a node outlives an outage of its server.
+                max_reconnect_attempts=FIRST_CONNECT_TRIES,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except Exception as exc:
+            raise NodeUnreachable(f"cannot reach NATS at {self.url}: {exc!r}") from exc
+        nc.options["max_reconnect_attempts"] = -1  # read by nats-py at each reconnect
+        return nc
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("NATS %s: %r", self.url, exc)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("NATS %s: disconnected; reconnecting", self.url)
+
+    async def _on_reconnected(self) -> None:
+        log.info("NATS %s: reconnected", self.url)
+
+    # -- listening ------------------------------------------------------------------------
+
+    async def listen(self, address: str, on_request: OnRequest, on_announce: OnAnnounce) -> None:
+        nc = await self._client()
+
+        async def take(msg: Msg) -> None:
+            reply_to = msg.reply
+            if not reply_to:
+                return  # a publish, not a request: nobody waits for an answer
+
+            async def reply(answer: bytes) -> None:
+                await nc.publish(reply_to, answer)
+
+            on_request(msg.data, reply)
+
+        self._requests[address] = await nc.subscribe(self._subject(address), cb=take)
+        self._announcements[address] = on_announce
+        if self._presence is None:
+            self._presence = await nc.subscribe(f"{self.cluster}.presence", cb=self._heard)
+        await nc.flush()  # subscribed at the server before the node says it is up
+
+    async def _heard(self, msg: Msg) -> None:
+        for on_announce in list(self._announcements.values()):
+            on_announce(msg.data)
+
+    async def unlisten(self, address: str) -> None:
+        sub = self._requests.pop(address, None)
+        if sub is not None and self._nc is not None and not self._nc.is_closed:
+            await sub.unsubscribe()
+            await self._flush()
+
+    async def leave(self, address: str) -> None:
+        await self.unlisten(address)
+        self._announcements.pop(address, None)
+        if not self._announcements:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        nc, self._nc = self._nc, None
+        self._requests.clear()
+        self._announcements.clear()
+        self._presence = None
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+
+    async def _flush(self) -> None:
+        if self._nc is not None and self._nc.is_connected:
+            try:
+                await self._nc.flush(timeout=CONNECT_TIMEOUT)  # type: ignore[arg-type]
+            except Exception as exc:
+                log.debug("NATS flush failed: %r", exc)
+
+    # -- calling --------------------------------------------------------------------------
+
+    async def request(self, address: str, data: bytes, within: float) -> bytes:
+        import nats.errors
+
+        nc = await self._client()
+        if not nc.is_connected:
+            raise NodeUnreachable(f"not connected to NATS at {self.url}")
+        try:
+            msg = await nc.request(self._subject(address), data, timeout=within)
+        except nats.errors.NoRespondersError:
+            raise NodeUnreachable(f"no node listens at {address!r}") from None
+        except nats.errors.MaxPayloadError:
+            raise InvalidArguments(
+                f"a request of {len(data)} bytes is over NATS's limit of {nc.max_payload}"
+            ) from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+            raise NodeUnreachable(f"the connection to NATS at {self.url} is closing") from None
+        except nats.errors.OutboundBufferLimitError:
+            raise NodeUnreachable(f"NATS at {self.url}: the outbound buffer is full") from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise OutcomeUnknown(
+                f"no answer from {address!r} within {within:.3g}s: the call may have run"
+            ) from None
+        except nats.errors.Error as exc:
+            raise OutcomeUnknown(f"NATS at {self.url} failed midway: {exc!r}") from exc
+        return msg.data
+
+    async def announce(self, data: bytes) -> None:
+        nc = self._nc
+        if nc is not None and nc.is_connected:
+            await nc.publish(f"{self.cluster}.presence", data)

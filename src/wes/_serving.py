@@ -1,0 +1,184 @@
+"""The serving side of a cluster: executing the calls other nodes send to this one.
+
+The transport hands each request over on the event loop (`on_request`), one subscription's
+messages one at a time; nothing is awaited there. Each request becomes a task the node
+tracks, up to `max_in_flight` at once; beyond that a request is refused as "overloaded" at
+once, unexecuted. A request is refused unexecuted, too, when its deadline has passed (a
+transport may deliver it late, after its caller gave up), when the node is stopping, and
+when the channel does not run here or its lease ran out by this node's clock: the caller
+then looks the owner up again. Everything else is executed by the node's own operations
+and answered with its value or its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from ._abc import Ident, Reply, Transport
+from ._cluster import serving
+from ._errors import ChannelNotHere, NotHere, ReentrantCall
+from ._travel import error_to_wire
+from ._turn import remote_chain
+from ._types import ChannelRef, Services
+from ._wire import (
+    BadRequest,
+    Request,
+    decode_request,
+    encode_error_body,
+    encode_ok,
+    encode_ref,
+    encode_refusal,
+)
+
+log = logging.getLogger("wes")
+
+MAX_IN_FLIGHT = 1024
+
+
+class Operations(Protocol):
+    """The node's operations a remote call runs (`Node`)."""
+
+    async def command(self, channel: Ident, name: str, /, *args: Any, **kwargs: Any) -> None: ...
+    async def read(self, actor: Ident, name: str, /, *args: Any, **kwargs: Any) -> Any: ...
+    async def status(self, channel: Ident) -> ChannelRef | None: ...
+    async def stop_channel(self, channel: Ident) -> None: ...
+    async def create_actor(self, channel: Ident, specs: Any) -> None: ...
+    async def ensure_actor(self, channel: Ident, specs: Any) -> None: ...
+    async def create_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef: ...
+    async def ensure_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef: ...
+
+
+class Server:
+    """Takes a node's remote calls (see the module docstring)."""
+
+    def __init__(
+        self,
+        node: Operations,
+        runtime: Services,
+        channels: dict[Ident, Any],
+        actors: dict[Ident, Any],
+        transport: Transport,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        self._node = node
+        self._rt = runtime
+        self._channels = channels
+        self._actors = actors
+        self._transport = transport
+        self.max_in_flight = max_in_flight
+        self.accepting = True
+        self.in_flight = 0
+        self._drained: asyncio.Event | None = None
+
+    # -- taking requests ------------------------------------------------------------------
+
+    def on_request(self, data: bytes, reply: Reply) -> None:
+        """The transport's `OnRequest`: hand the request to a task, or refuse it now."""
+        if not self.accepting:
+            self._rt.spawn(_send(reply, encode_refusal("stopping", "the node is stopping")))
+        elif self.in_flight >= self.max_in_flight:
+            refusal = encode_refusal("overloaded", f"{self.in_flight} calls in flight")
+            self._rt.spawn(_send(reply, refusal))
+        else:
+            self.in_flight += 1
+            self._rt.spawn(self._serve(data, reply))
+
+    async def drain(self, within: float) -> None:
+        """Wait until the calls in flight are answered (at most `within` seconds)."""
+        if self.in_flight:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), within)
+            except TimeoutError:
+                log.warning("%d remote calls still running as the node stops", self.in_flight)
+
+    async def _serve(self, data: bytes, reply: Reply) -> None:
+        try:
+            answer = await self.answer(data)
+        finally:
+            self.in_flight -= 1
+            if self._drained is not None and not self.in_flight:
+                self._drained.set()
+        await _send(reply, answer)
+
+    # -- answering ------------------------------------------------------------------------
+
+    async def answer(self, data: bytes) -> bytes:
+        """The answer to one request's bytes."""
+        try:
+            req = decode_request(data)
+        except BadRequest as bad:
+            return encode_error_body(error_to_wire(bad.error))
+        if req.deadline < time.time():
+            return encode_refusal("expired", f"request {req.rid} arrived after its deadline")
+        serving.set(req.to)  # this task's context only: the call runs here or is refused
+        remote_chain.set(req.chain)
+        try:
+            value = await self._run(req)
+        except NotHere as gone:
+            if gone.ident != req.to:
+                return encode_error_body(error_to_wire(gone))  # e.g. a handler's own call
+            return encode_refusal("not_here", str(gone))
+        except Exception as exc:
+            return encode_error_body(error_to_wire(exc))
+        what = f"{req.op} {req.name!r} of {req.to!r}" if req.name else f"{req.op} of {req.to!r}"
+        return encode_ok(value, self._transport.max_payload, what)
+
+    async def _run(self, req: Request) -> Any:
+        node, to = self._node, req.to
+        self._check_here(req)
+        if req.op == "command":
+            assert req.name is not None
+            return await node.command(to, req.name, *req.args, **req.kwargs)
+        if req.op == "read":
+            assert req.name is not None
+            return await node.read(to, req.name, *req.args, **req.kwargs)
+        if req.op == "status":
+            ref = await node.status(to)
+            if ref is None:
+                raise ChannelNotHere(to, f"channel {to!r} does not run here")
+            return _ref(ref)
+        if req.op == "stop_channel":
+            return await node.stop_channel(to)
+        if req.op == "create_actor":
+            return await node.create_actor(to, req.specs)
+        if req.op == "ensure_actor":
+            return await node.ensure_actor(to, req.specs)
+        if req.op == "create_channel":
+            return _ref(await node.create_channel(to, req.specs))
+        return _ref(await node.ensure_channel(to, req.specs))
+
+    def _check_here(self, req: Request) -> None:
+        """Refuse a call on a channel in the call's own chain, and one on a channel whose
+        lease ran out by this node's clock."""
+        if req.op == "read":
+            actor = self._actors.get(req.to)
+            ch = None if actor is None else actor._wes_ch
+        else:
+            ch = self._channels.get(req.to)
+        if ch is None:
+            return
+        if ch.id in req.chain:
+            raise ReentrantCall(
+                f"a call path holding channel {ch.id!r} awaited an operation on it from "
+                f"another node, which would wait for itself forever"
+            )
+        if self._rt.now() >= ch.lease_until:
+            gone = ch.lease_ran_out()
+            if req.op == "read":
+                raise ChannelNotHere(req.to, str(gone))
+            raise gone
+
+
+def _ref(ref: ChannelRef) -> dict[str, Any]:
+    return encode_ref(ref.id, ref.owner, ref.actors)
+
+
+async def _send(reply: Reply, answer: bytes) -> None:
+    try:
+        await reply(answer)
+    except Exception as exc:  # the caller is gone, or the transport is: it times out
+        log.debug("could not answer a remote call: %r", exc)

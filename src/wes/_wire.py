@@ -1,0 +1,291 @@
+"""The wire: the versioned JSON envelope of calls between the nodes of a cluster.
+
+A request is one JSON object:
+
+    {"wes": 1, "op": "command", "to": ["session", "s1"], "name": "incr", "args": [2],
+     "kwargs": {}, "specs": [], "rid": "...", "deadline": 1764633600.25,
+     "chain": [["session", "s0"]]}
+
+`to` is the channel (the actor for `read`); `deadline` is the caller's wall clock by which
+the answer is no use any more (a request that arrives later is dropped unexecuted);
+`chain` holds the channels whose turn the call path holds, for `ReentrantCall` across
+nodes. An answer is `{"wes": 1, "ok": VALUE}`, `{"wes": 1, "refused": REASON, "message":
+...}` (nothing ran; the caller may retry) or `{"wes": 1, "error": {...}}` (`_travel`).
+
+Nothing received is evaluated: JSON is parsed, checked field by field, and ids, names and
+specs are rebuilt only from JSON values of the right shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
+
+from ._abc import Ident
+from ._errors import InvalidArguments, InvalidId, InvalidName, InvalidSpec, UsageError, WesError
+from ._specs import Spec, check_id
+
+VERSION = 1
+OPS = frozenset(
+    {
+        "command",
+        "read",
+        "status",
+        "stop_channel",
+        "create_actor",
+        "ensure_actor",
+        "create_channel",
+        "ensure_channel",
+    }
+)
+SPEC_MODES = frozenset({"create", "load", "load_or_create"})
+Refusal = Literal["not_here", "overloaded", "expired", "stopping"]
+REFUSALS = frozenset({"not_here", "overloaded", "expired", "stopping"})
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constant)
+
+
+class BadRequest(Exception):
+    """A request that cannot be executed as received; `error` is what the caller gets."""
+
+    def __init__(self, error: WesError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request as received and checked."""
+
+    op: str
+    to: Ident
+    name: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    specs: list[Spec]
+    rid: str
+    deadline: float
+    chain: tuple[Ident, ...]
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def encode_request(
+    op: str,
+    to: Ident,
+    *,
+    name: str | None = None,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    specs: list[Spec] | None = None,
+    rid: str,
+    deadline: float,
+    chain: tuple[Ident, ...] = (),
+    max_payload: int,
+) -> bytes:
+    """The request's bytes; `InvalidArguments` if JSON cannot carry an argument or the
+    request is over the transport's `max_payload`."""
+    body = {
+        "wes": VERSION,
+        "op": op,
+        "to": to,
+        "name": name,
+        "args": args,
+        "kwargs": kwargs or {},
+        "specs": [encode_spec(spec) for spec in specs or ()],
+        "rid": rid,
+        "deadline": deadline,
+        "chain": chain,
+    }
+    what = f"{op} {name!r} of {to!r}" if name is not None else f"{op} of {to!r}"
+    try:
+        data = _dumps(body).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidArguments(
+            f"{what}: an argument cannot travel as JSON to another node: {exc}"
+        ) from None
+    if len(data) > max_payload:
+        raise InvalidArguments(
+            f"{what}: the request is {len(data)} bytes, over the transport's limit of {max_payload}"
+        )
+    return data
+
+
+def encode_spec(spec: Spec) -> dict[str, Any]:
+    return {"actor": spec.actor, "mode": spec.mode, "args": spec.args}
+
+
+def decode_request(data: bytes) -> Request:
+    """The checked request; `BadRequest` naming the first thing wrong with it."""
+    body = _parse(data)
+    if not isinstance(body, dict):
+        raise BadRequest(UsageError("a request must be a JSON object"))
+    version = body.get("wes")
+    if version != VERSION:
+        raise BadRequest(UsageError(f"wire version {version!r} is not spoken here ({VERSION})"))
+    op = body.get("op")
+    if op not in OPS:
+        raise BadRequest(UsageError(f"unknown operation {op!r}"))
+    to = _ident(body.get("to"), "actor" if op == "read" else "channel")
+    name = body.get("name")
+    if op in ("command", "read") and not isinstance(name, str):
+        raise BadRequest(InvalidName(f"{op} name must be a str, not {name!r}"))
+    args = body.get("args", [])
+    kwargs = body.get("kwargs", {})
+    if not isinstance(args, list):
+        raise BadRequest(InvalidArguments(f"args must be a list, not {args!r}"))
+    if not isinstance(kwargs, dict):
+        raise BadRequest(InvalidArguments(f"kwargs must be an object, not {kwargs!r}"))
+    rid = body.get("rid")
+    deadline = body.get("deadline")
+    if not isinstance(rid, str):
+        raise BadRequest(UsageError(f"rid must be a str, not {rid!r}"))
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        raise BadRequest(UsageError(f"deadline must be a number, not {deadline!r}"))
+    chain = body.get("chain", [])
+    if not isinstance(chain, list):
+        raise BadRequest(UsageError(f"chain must be a list, not {chain!r}"))
+    return Request(
+        op,
+        to,
+        name if isinstance(name, str) else None,
+        args,
+        kwargs,
+        _specs(body.get("specs", [])),
+        rid,
+        float(deadline),
+        tuple(_ident(item, "channel") for item in chain),
+    )
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        return _decoder.decode(data.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(UsageError(f"a request must be JSON: {exc}")) from None
+
+
+def _ident(value: Any, what: str) -> Ident:
+    if isinstance(value, list):
+        value = tuple(value)
+    try:
+        return check_id(value, what)
+    except InvalidId as exc:
+        raise BadRequest(exc) from None
+
+
+def _specs(value: Any) -> list[Spec]:
+    if not isinstance(value, list):
+        raise BadRequest(InvalidSpec(f"specs must be a list, not {value!r}"))
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or item.get("mode") not in SPEC_MODES:
+            raise BadRequest(InvalidSpec(f"not a spec: {item!r}"))
+        args = item.get("args", [])
+        if not isinstance(args, list):
+            raise BadRequest(InvalidSpec(f"spec args must be a list, not {args!r}"))
+        out.append(Spec(_ident(item.get("actor"), "actor"), item["mode"], tuple(args)))
+    return out
+
+
+# -- answers -------------------------------------------------------------------------------
+
+OK_NONE = _dumps({"wes": VERSION, "ok": None}).encode()
+
+
+def encode_ok(value: Any, max_payload: int, what: str) -> bytes:
+    """The answer carrying `value`; an error answer if JSON cannot carry it or it is over
+    `max_payload` (the caller gets that error, not a timeout)."""
+    if value is None:
+        return OK_NONE
+    try:
+        data = _dumps({"wes": VERSION, "ok": value}).encode()
+    except (TypeError, ValueError) as exc:
+        return encode_error_body(
+            {
+                "kind": "wes",
+                "type": "UsageError",
+                "message": f"{what}: JSON cannot carry the answer to another node: {exc}",
+            }
+        )
+    if len(data) > max_payload:
+        return encode_error_body(
+            {
+                "kind": "wes",
+                "type": "UsageError",
+                "message": f"{what}: the answer is "
+                f"{len(data)} bytes, over the transport's limit of {max_payload}",
+            }
+        )
+    return data
+
+
+def encode_refusal(reason: Refusal, message: str) -> bytes:
+    return _dumps({"wes": VERSION, "refused": reason, "message": message}).encode()
+
+
+def encode_error_body(error: dict[str, Any]) -> bytes:
+    try:
+        return _dumps({"wes": VERSION, "error": error}).encode()
+    except (TypeError, ValueError):  # args JSON cannot carry: travel without them
+        error = {**error, "args": None}
+        return _dumps({"wes": VERSION, "error": error}).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer as received: exactly one of `ok` (with `value`), `refused` or `error`."""
+
+    ok: bool
+    value: Any = None
+    refused: Refusal | None = None
+    message: str = ""
+    error: dict[str, Any] | None = None
+
+
+def decode_answer(data: bytes) -> Answer:
+    """The answer; `UsageError` if the bytes are not an answer of this version."""
+    try:
+        body = _decoder.decode(data.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UsageError(f"an answer from another node is not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("wes") != VERSION:
+        raise UsageError(f"an answer from another node is not a wes v{VERSION} answer")
+    if "ok" in body:
+        return Answer(True, body["ok"])
+    refused = body.get("refused")
+    if refused in REFUSALS:
+        return Answer(False, refused=refused, message=str(body.get("message", "")))
+    error = body.get("error")
+    if isinstance(error, dict):
+        return Answer(False, error=error)
+    raise UsageError(f"an answer from another node has no result: {body!r}")
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def encode_ref(ident: Ident, owner: str, actors: tuple[Ident, ...]) -> dict[str, Any]:
+    return {"id": ident, "owner": owner, "actors": actors}
+
+
+def decode_ref_fields(value: Any) -> tuple[Ident, str, tuple[Ident, ...]]:
+    """The fields of a `ChannelRef` from an answer; `UsageError` if malformed."""
+    try:
+        ident = check_id(tuple(value["id"]), "channel")
+        owner = value["owner"]
+        actors = tuple(check_id(tuple(a), "actor") for a in value["actors"])
+    except (KeyError, TypeError, InvalidId) as exc:
+        raise UsageError(f"a channel reference from another node is malformed: {exc}") from None
+    if not isinstance(owner, str):
+        raise UsageError(f"a channel reference's owner must be a str, not {owner!r}")
+    return ident, owner, actors
