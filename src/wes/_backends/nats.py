@@ -114,7 +114,8 @@ class NatsTransport(Transport):
         log.warning("NATS %s: %r", self.url, exc)
 
     async def _on_disconnected(self) -> None:
-        log.warning("NATS %s: disconnected; reconnecting", self.url)
+        if self._nc is not None:  # not when closing
+            log.warning("NATS %s: disconnected; reconnecting", self.url)
 
     async def _on_reconnected(self) -> None:
         log.info("NATS %s: reconnected", self.url)
