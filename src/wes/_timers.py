@@ -48,15 +48,23 @@ class Timers(ChannelState):
         if self.busy:
             runtime.wheel.schedule(self, now + BUSY_DELAY)  # due work waits for the turn
             return
-        if self.timers and not self.conf.durable:
-            # The hot path of 100 k ticking actors: fire synchronous timers right here.
-            due = self.due_timers(now)
-            if due and not any(t.actor._wes_async_timer for t in due):
-                self.fire_timers_inline(due, now)
-                return
+        timers = self.timers
+        if timers and not self.conf.durable:
+            # The hot path of a million ticking actors: fire synchronous timers right here.
+            if len(timers) == 1:
+                for timer in timers.values():
+                    if timer.due <= now and not timer.actor._wes_async_timer:
+                        if self.tick_inline(timer, now):
+                            self.after_inline(now)
+                        return
+            else:
+                due = self.due_timers(now)
+                if due and not any(t.actor._wes_async_timer for t in due):
+                    self.fire_timers_inline(due, now)
+                    return
         work = self.due_work(now)
         if work is None:
-            self.reschedule()
+            self.reschedule(now)
         else:
             self.busy = True
             runtime.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
@@ -95,27 +103,40 @@ class Timers(ChannelState):
 
     def fire_timers_inline(self, due: list[Timer], now: float) -> None:
         """Fire due synchronous timers right in the wheel's callback, as a free channel runs
-        commands in its caller: no task, no future (there may be 100 k timers ticking).
+        commands in its caller: no task, no future (there may be a million timers ticking).
         Only for periodic durability, where nothing needs awaiting afterwards."""
-        runtime = self.conf.runtime
         for timer in due:
             if self.timers is None or self.timers.get((timer.actor, timer.name)) is not timer:
                 continue  # cancelled by an earlier timer, or the channel stopped
-            timer.due += timer.interval
-            if timer.due <= now:
-                timer.due = now + timer.interval  # fell behind: skip, don't burst
-            runtime.event("timer", timer.name, self.id)
-            timer.actor._wes_dirty = True
-            try:
-                timer.actor.on_timer(timer.name)
-            except Exception as exc:
-                self.crash_later(exc)
+            if not self.tick_inline(timer, now):
                 return
-            if not self.dirty:
-                self.mark_dirty()
+        self.after_inline(now)
+
+    def tick_inline(self, timer: Timer, now: float) -> bool:
+        """Fire one due synchronous timer in the wheel's callback; False if it crashed the
+        channel."""
+        interval = timer.interval
+        due = timer.due + interval
+        timer.due = due if due > now else now + interval  # fell behind: skip, don't burst
+        runtime = self.conf.runtime
+        if runtime.counts_events:
+            runtime.event("timer", timer.name, self.id)
+        actor = timer.actor
+        actor._wes_dirty = True
+        try:
+            actor.on_timer(timer.name)
+        except Exception as exc:
+            self.crash_later(exc)
+            return False
+        if not self.dirty:
+            self.mark_dirty()
+        return True
+
+    def after_inline(self, now: float) -> None:
+        """After inline timers: what they asked for (a stop, a leave), or the next wake."""
         if self.pending is not None:  # a timer asked to stop the channel or to leave it
             self.busy = True
-            runtime.spawn(self._run_due(self.finish))
+            self.conf.runtime.spawn(self._run_due(self.finish))
         else:
             self.reschedule(now)
 
@@ -146,9 +167,8 @@ class Timers(ChannelState):
     def reschedule(self, now: float | None = None) -> None:
         """Ask the wheel to wake this channel at its next deadline."""
         conf = self.conf
-        deadline = _NEVER
-        if conf.idle_timeout is not None:
-            deadline = self.last_active + conf.idle_timeout
+        idle = conf.idle_timeout
+        deadline = _NEVER if idle is None else self.last_active + idle
         timers = self.timers
         if timers:
             if len(timers) == 1:
@@ -158,6 +178,8 @@ class Timers(ChannelState):
             else:
                 deadline = min(deadline, min(t.due for t in timers.values()))
         if deadline != _NEVER:
+            runtime = conf.runtime
             if now is None:
-                now = conf.runtime.now()
-            conf.runtime.wheel.schedule(self, max(deadline, now + RESOLUTION), now)
+                now = runtime.now()
+            soonest = now + RESOLUTION
+            runtime.wheel.schedule(self, deadline if deadline > soonest else soonest, now)

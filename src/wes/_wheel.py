@@ -7,7 +7,11 @@ seconds (a list each, so a waiting channel costs one pointer) and arms a single 
 callback for the earliest slot. Deadlines further than `horizon` seconds away go to coarse
 slots that fire a little early; the woken channel then finds nothing due and asks again, now
 precisely. This keeps the number of slots (and their memory) small when a million idle
-channels wait for timeouts that are spread over many milliseconds.
+channels wait for timeouts that are spread over many minutes.
+
+The horizon is long enough for the periods timers usually have (a 10 s timer wakes its
+channel once per tick, not early and then again): at one slot per millisecond it bounds the
+fine slots to 16,000 (a few megabytes at most), whatever the number of sleepers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any, Protocol
 
 RESOLUTION = 0.001  # seconds: the wheel's default slot, and the earliest a sleeper asks for
 BUSY_DELAY = 0.002  # seconds before a sleeper that found its channel busy looks again
+HORIZON = 16.0  # seconds: deadlines further away wait in coarse slots
+COARSE = 0.25  # seconds: the width of a coarse slot
 
 
 class Sleeper(Protocol):
@@ -38,8 +44,8 @@ class Wheel:
         self,
         loop: asyncio.AbstractEventLoop,
         resolution: float = RESOLUTION,
-        horizon: float = 1.0,
-        coarse: float = 0.25,
+        horizon: float = HORIZON,
+        coarse: float = COARSE,
     ) -> None:
         self._loop = loop
         self._res = resolution

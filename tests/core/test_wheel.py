@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from wes._wheel import Wheel
+from wes._wheel import COARSE, HORIZON, RESOLUTION, Wheel
 
 
 class Sleeper:
@@ -55,6 +55,23 @@ async def test_far_deadlines_wake_early_then_are_asked_again() -> None:
     await asyncio.sleep(0.5)
     assert len(sleeper.woken) == 1
     assert sleeper.woken[0] <= when + 0.01
+
+
+async def test_timer_periods_up_to_the_horizon_wait_in_fine_slots() -> None:
+    """A deadline 10 s ahead (a usual timer period) waits in its own millisecond slot, so its
+    sleeper wakes once, on time; one past the horizon waits in a coarse slot."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop)
+    near, far = Sleeper(loop), Sleeper(loop)
+    now = loop.time()
+    wheel.schedule(near, now + 10.0, now)
+    wheel.schedule(far, now + HORIZON + 1.0, now)
+    assert near.wake_slot is not None and far.wake_slot is not None
+    assert near.wake_slot[0] * RESOLUTION >= now + 10.0 > (near.wake_slot[0] - 1) * RESOLUTION
+    coarse_slots = round(COARSE / RESOLUTION)
+    assert far.wake_slot[0] % coarse_slots == 0
+    assert far.wake_slot[0] * RESOLUTION <= now + HORIZON + 1.0
+    wheel.close()
 
 
 async def test_many_sleepers_share_slots_in_order() -> None:
