@@ -225,6 +225,23 @@ async def test_money_is_conserved_under_concurrency(tmp_path: Path) -> None:
         assert len(bank._locks) == 0  # no lock left behind for a user nobody waits on
 
 
+async def test_a_caller_cancelled_while_waiting_leaves_no_lock(tmp_path: Path) -> None:
+    """An operation cancelled while it waits for its user's turn neither runs nor keeps the
+    user's lock; the one it waited behind completes."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["a", "b"])
+        async with bank._locks.hold("ann"):  # ann's turn is taken: the next caller waits
+            waiting = asyncio.create_task(bank.transfer("ann", "a", "b", 5))
+            await asyncio.sleep(0)
+            assert len(bank._locks) == 1
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert len(bank._locks) == 1  # still held here
+        assert len(bank._locks) == 0
+        assert await balances(bank, "ann", ["a", "b"]) == {"a": 100, "b": 100}
+
+
 async def test_idle_session_ends(tmp_path: Path) -> None:
     """A session without operations for idle_timeout seconds ends, unlocking its accounts."""
     async with running(tmp_path, idle_timeout=0.1) as bank:

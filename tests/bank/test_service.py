@@ -839,6 +839,12 @@ AMOUNTS = st.integers(1, 150) | st.sampled_from([1, MAX_AMOUNT])
 NOT_AMOUNTS = st.sampled_from(BAD_AMOUNTS) | st.floats() | st.text(max_size=3)
 
 
+def _refused_by_server(response: httpx.Response) -> bool:
+    """A 400 the HTTP server answers itself, before the app sees the request: a header value
+    with control characters, which httptools refuses (h11 lets some through)."""
+    return response.status_code == 400 and response.text == "Invalid HTTP request received."
+
+
 class BankModel(RuleBasedStateMachine):
     """Random bank requests from a few users over a few accounts, each answer checked
     against a model of balances and of which session holds which account."""
@@ -1005,7 +1011,7 @@ class BankModel(RuleBasedStateMachine):
             assume(False)
             return
         assert response.status_code < 500, (method, path, response.text)
-        if method != "HEAD" and response.status_code >= 400:
+        if method != "HEAD" and response.status_code >= 400 and not _refused_by_server(response):
             assert response.json()["error"]
 
     @invariant()

@@ -71,6 +71,17 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
+class _Json(JSONResponse):
+    """`JSONResponse` with the same bytes from one encoder made once: Starlette's builds an
+    encoder for every answer (`json.dumps` with options)."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content).encode("utf-8")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 class ApiError(Exception):
     """An answer other than success, raised by the endpoints' request parsing."""
 
@@ -128,7 +139,6 @@ def create_app(node: Node, *, bank: Bank | None = None, title: str = "wes bank")
     else:
         extra.append(Route("/", _index, methods=["GET"]))
     extra.append(Route("/metrics", _metrics_endpoint(prometheus), methods=["GET"]))
-    extra.append(Route("/healthz", _healthz, methods=["GET"]))
     # Account names that would clash with the other routes' first path segment.
     reserved = frozenset(
         {"metrics", "api", "healthz"} | {_path(r).strip("/").split("/")[0] for r in extra}
@@ -136,6 +146,8 @@ def create_app(node: Node, *, bank: Bank | None = None, title: str = "wes bank")
     reserved -= {""}
     ops = _Endpoints(bank, reserved)
     routes: list[BaseRoute] = [
+        # First: the router tries routes in turn, and a health check should not wait for it.
+        Route("/healthz", _healthz, methods=["GET"]),
         Route("/", ops.login, methods=["POST"]),
         Route("/", ops.logout, methods=["DELETE"]),
         *extra,
@@ -178,29 +190,29 @@ class _Endpoints:
     async def login(self, request: Request) -> Response:
         user = _user(request)
         accounts = await self.bank.login(user)
-        return JSONResponse({"session": user, "accounts": sorted(accounts)})
+        return _Json({"session": user, "accounts": sorted(accounts)})
 
     async def logout(self, request: Request) -> Response:
         user = _user(request)
-        return JSONResponse({"session": user, "stopped": await self.bank.logout(user)})
+        return _Json({"session": user, "stopped": await self.bank.logout(user)})
 
     async def open(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         created, balance = await self.bank.open(user, name)
         body = {"account": name, "balance": balance, "created": created}
-        return JSONResponse(body, status_code=201 if created else 200)
+        return _Json(body, status_code=201 if created else 200)
 
     async def insert(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         amount = _field(await _body(request), "amount")
         balance = await self.bank.insert(user, name, amount)
-        return JSONResponse({"account": name, "balance": balance})
+        return _Json({"account": name, "balance": balance})
 
     async def withdraw(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
         amount = _field(await _body(request), "amount")
         balance = await self.bank.withdraw(user, name, amount)
-        return JSONResponse({"account": name, "balance": balance})
+        return _Json({"account": name, "balance": balance})
 
     async def transfer(self, request: Request) -> Response:
         user, source = _user(request), self._account(request)
@@ -209,11 +221,11 @@ class _Endpoints:
         if isinstance(target, str):
             target = self._name(target)
         balances = await self.bank.transfer(user, source, target, amount)
-        return JSONResponse({"from": source, "to": target, "amount": amount, "balances": balances})
+        return _Json({"from": source, "to": target, "amount": amount, "balances": balances})
 
     async def balance(self, request: Request) -> Response:
         user, name = _user(request), self._account(request)
-        return JSONResponse({"balance": await self.bank.balance(user, name)})
+        return _Json({"balance": await self.bank.balance(user, name)})
 
     def _account(self, request: Request) -> str:
         return self._name(request.path_params["account"])
@@ -240,7 +252,7 @@ def _details(exc: BaseException) -> dict[str, Any]:
 
 def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 503 else None
-    return JSONResponse({"error": code, "message": message, **details}, status, headers)
+    return _Json({"error": code, "message": message, **details}, status, headers)
 
 
 def _user(request: Request) -> str:
@@ -311,13 +323,15 @@ def _field(body: dict[str, Any], name: str) -> Any:
 
 
 async def _index(request: Request) -> Response:
-    return JSONResponse(
-        {"service": "wes bank", "docs": "POST /{account} with a User-Id header opens one"}
-    )
+    return _Json({"service": "wes bank", "docs": "POST /{account} with a User-Id header opens one"})
+
+
+_HEALTHY = json.dumps({"status": "ok"}, separators=(",", ":")).encode()
+"""The answer of `/healthz`, rendered once: it never changes."""
 
 
 async def _healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return Response(_HEALTHY, media_type="application/json")
 
 
 def _metrics_endpoint(stats: PrometheusStats | None) -> Callable[[Request], Awaitable[Response]]:

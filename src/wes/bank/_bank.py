@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from wes import (
@@ -193,7 +192,7 @@ class Bank:
 
     async def _members(self, user: str) -> set[str]:
         ref = await self.node.status(session(user))
-        return set() if ref is None else {str(ident[1]) for ident in ref.actors}
+        return set() if ref is None else _names(ref)
 
     async def _ensure(self, user: str, specs: Sequence[Spec], name: str = "") -> ChannelRef:
         """`ensure_channel`, with wes's errors told in the bank's words (`name` is the one
@@ -211,11 +210,13 @@ class Bank:
 
     async def _command(self, user: str, names: list[str], command: str, *args: Any) -> None:
         for _ in range(ATTEMPTS):
+            # One `status` per attempt: after a load, `ensure_channel`'s answer says who is in.
             members = await self._members(user)
             for name in names:  # one at a time, so an error names the very account
                 if name not in members:
-                    await self._ensure(user, [load(account(name))], name)
-            if not set(names) <= await self._members(user):
+                    ref = await self._ensure(user, [load(account(name))], name)
+                    members = _names(ref)
+            if not all(name in members for name in names):
                 continue  # the session stopped while the accounts loaded
             try:
                 await self.node.command(session(user), command, *args)
@@ -239,27 +240,61 @@ class Bank:
         return stored.balance
 
 
+def _names(ref: ChannelRef) -> set[str]:
+    """The account names of a session's members."""
+    return {str(ident[1]) for ident in ref.actors}
+
+
 class _KeyedLocks:
-    """One `asyncio.Lock` per key, dropped when nobody holds or awaits it: random user ids
-    must not grow memory."""
+    """One lock per key, dropped when nobody holds or awaits it: random user ids must not
+    grow memory."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._locks: dict[str, _Entry] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
+    def hold(self, key: str) -> _Hold:
+        """`async with locks.hold(key):` runs its body holding the lock of `key`."""
+        return _Hold(self._locks, key)
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class _Entry:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # holding or waiting
+
+
+class _Hold:
+    """A class, not an `asynccontextmanager`: every request takes one, and a generator-based
+    context manager costs several times more."""
+
+    __slots__ = ("_entry", "_key", "_locks")
+
+    def __init__(self, locks: dict[str, _Entry], key: str) -> None:
+        self._locks, self._key = locks, key
+
+    async def __aenter__(self) -> None:
+        entry = self._locks.get(self._key)
+        if entry is None:
+            entry = self._locks[self._key] = _Entry()
+        self._entry = entry
+        entry.users += 1
+        try:
+            await entry.lock.acquire()
+        except BaseException:  # cancelled while waiting: it holds nothing
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._entry.lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        entry = self._entry
+        entry.users -= 1
+        if not entry.users:
+            del self._locks[self._key]
