@@ -191,15 +191,18 @@ class NatsServer:
     """A private nats-server on a free loopback port (core NATS: no JetStream), which a
     test may stop, restart on the same port, freeze and thaw."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_payload: int | None = None) -> None:
         self.binary = _binary("nats-server", str(Path(sys.prefix) / "bin" / "nats-server"))
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._workdir = tempfile.mkdtemp(prefix="wes-nats-")
+        self._config = Path(self._workdir) / "nats.conf"
+        # The server's limit on a message (default 1 MiB), for tests of answers over it.
+        self._config.write_text(f"max_payload: {max_payload}\n" if max_payload else "")
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-m", "0"]
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-c", str(self._config)]
         with open(Path(self._workdir) / "log", "ab") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         _wait_for_port(self.port, self._proc, "nats-server")
@@ -227,9 +230,9 @@ class NatsServer:
 
 
 @contextlib.contextmanager
-def nats_server() -> Iterator[NatsServer]:
+def nats_server(*, max_payload: int | None = None) -> Iterator[NatsServer]:
     """A private nats-server, started; yields it (its `url`)."""
-    server = NatsServer()
+    server = NatsServer(max_payload=max_payload)
     try:
         server.start()
         yield server
