@@ -57,6 +57,13 @@ GROUP_ROWS: dict[str, dict[str, Spec]] = {
         "redis_periodic_saves": Spec("states/s", min_ratio=MIN_RATIO),
         "redis_durable_commands": Spec("commands/s", min_ratio=MIN_RATIO),
     },
+    "cluster": {
+        "cluster_command_1client": Spec("commands/s", min_ratio=0.7),
+        "cluster_command_64clients": Spec("commands/s", min_ratio=0.7),
+        "cluster_read_1client": Spec("reads/s", min_ratio=0.7),
+        "failover_seconds": Spec("s", max_value=3),
+        "cluster_scaling": Spec("commands/s"),
+    },
 }
 """Each measuring group's rows, name → unit and target, groups and rows in table order."""
 

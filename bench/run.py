@@ -6,8 +6,9 @@ Each row is measured against a baseline in the same run where one exists (the as
 raw SQLite loops, psycopg and redis-py on private servers, the bank written the plain way and
 a bare Starlette app); `ratio` = value / baseline, higher is better for rates. Throughput
 figures are medians of several repetitions, interleaved with their baselines (the machine is
-noisy); the HTTP rows (bench/http_load.py) are medians of alternated wrk rounds. The PostgreSQL and Redis rows are in
-bench/backend_rows.py.
+noisy); the HTTP rows (bench/http_load.py) are medians of alternated wrk rounds. The
+PostgreSQL and Redis rows are in bench/backend_rows.py, the cluster rows (node processes over
+a private nats-server) in bench/cluster_rows.py.
 `--only` takes row names or shell patterns (`command_*`); `--quick` is a fast smoke run with
 small sizes; `--profile` prints a cProfile of each wes measurement to stderr.
 """
@@ -140,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from backend_rows import ROWS as BACKEND_ROWS
         from backend_rows import backend_rows
+        from cluster_rows import ROWS as CLUSTER_ROWS
+        from cluster_rows import cluster
         from http_load import ROWS as HTTP_ROWS
         from http_load import http_load
         from wes_rows import GROUPS
@@ -148,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = asyncio.run(baselines_only(settings))
         failed = True
     else:
-        for names, group in [*GROUPS, (HTTP_ROWS, http_load), (BACKEND_ROWS, backend_rows)]:
+        more = [(HTTP_ROWS, http_load), (BACKEND_ROWS, backend_rows), (CLUSTER_ROWS, cluster)]
+        for names, group in [*GROUPS, *more]:
             wanted = [name for name in names if want(name)]
             if not wanted:
                 continue
