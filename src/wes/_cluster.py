@@ -144,6 +144,11 @@ class Cluster:
                     return await self._call(owner, op, to or channel, deadline, fields)
                 except _Refused:
                     pass  # not there after all: look again
+                except OutcomeUnknown:
+                    # The owner may be frozen or cut off for good: the next call asks the
+                    # registry again instead of waiting on the same node once more.
+                    self._forget(channel)
+                    raise
                 except NodeUnreachable:
                     if self._rt.now() + backoff >= deadline:
                         raise
