@@ -111,7 +111,7 @@ class Server:
         try:
             req = decode_request(data)
         except BadRequest as bad:
-            return encode_error_body(error_to_wire(bad.error))
+            return encode_error_body(error_to_wire(bad.error), self._transport.max_payload)
         if req.deadline < time.time():
             return encode_refusal("expired", f"request {req.rid} arrived after its deadline")
         serving.set(req.to)  # this task's context only: the call runs here or is refused
@@ -120,10 +120,11 @@ class Server:
             value = await self._run(req)
         except NotHere as gone:
             if gone.ident != req.to:
-                return encode_error_body(error_to_wire(gone))  # e.g. a handler's own call
+                # e.g. a handler's own call
+                return encode_error_body(error_to_wire(gone), self._transport.max_payload)
             return encode_refusal("not_here", str(gone))
         except Exception as exc:
-            return encode_error_body(error_to_wire(exc))
+            return encode_error_body(error_to_wire(exc), self._transport.max_payload)
         what = f"{req.op} {req.name!r} of {req.to!r}" if req.name else f"{req.op} of {req.to!r}"
         return encode_ok(value, self._transport.max_payload, what)
 

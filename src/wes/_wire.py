@@ -233,12 +233,33 @@ def encode_refusal(reason: Refusal, message: str) -> bytes:
     return _dumps({"wes": VERSION, "refused": reason, "message": message}).encode()
 
 
-def encode_error_body(error: dict[str, Any]) -> bytes:
+def encode_error_body(error: dict[str, Any], max_payload: int | None = None) -> bytes:
+    """The error answer; one over `max_payload` is cut to fit, since a transport refuses to
+    send it and its caller would wait for an answer that never comes."""
     try:
-        return _dumps({"wes": VERSION, "error": error}).encode()
+        data = _dumps({"wes": VERSION, "error": error}).encode()
     except (TypeError, ValueError):  # args JSON cannot carry: travel without them
         error = {**error, "args": None}
-        return _dumps({"wes": VERSION, "error": error}).encode()
+        data = _dumps({"wes": VERSION, "error": error}).encode()
+    if max_payload is not None and len(data) > max_payload:
+        return _fitted(error, max_payload)
+    return data
+
+
+CUT = " [cut to fit the transport's payload limit]"
+
+
+def _fitted(error: dict[str, Any], max_payload: int) -> bytes:
+    """`error` without its traceback; if still too large, also without its args (the caller
+    then rebuilds `RemoteError` or the wes base) and with its message halved until it fits."""
+    error = {**error, "traceback": "(cut: the answer was over the transport's payload limit)"}
+    data = _dumps({"wes": VERSION, "error": error}).encode()
+    message = str(error.get("message", ""))
+    while len(data) > max_payload and message:
+        message = message[: len(message) // 2]
+        error = {**error, "args": None, "message": message + CUT}
+        data = _dumps({"wes": VERSION, "error": error}).encode()
+    return data
 
 
 @dataclass(frozen=True, slots=True)

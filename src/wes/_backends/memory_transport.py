@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from .._abc import OnAnnounce, OnRequest, Transport
-from .._errors import InvalidConfig, NodeUnreachable, OutcomeUnknown
+from .._errors import InvalidArguments, InvalidConfig, NodeUnreachable, OutcomeUnknown
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # NATS's default
 
@@ -62,6 +62,10 @@ class MemoryTransport(Transport):
         answer: asyncio.Future[bytes] = loop.create_future()
 
         async def reply(out: bytes) -> None:
+            if len(out) > self._max_payload:  # as a NATS server refuses to carry it
+                raise InvalidArguments(
+                    f"an answer of {len(out)} bytes is over the limit of {self._max_payload}"
+                )
             if not answer.done():
                 answer.set_result(out)
 
