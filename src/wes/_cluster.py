@@ -131,7 +131,8 @@ class Cluster:
             )
         deadline = self._rt.now() + self.call_timeout
         backoff = FIRST_BACKOFF
-        for _ in range(MAX_REROUTES):
+        reroutes = 0  # "not here" answers; an unreachable owner is retried until the deadline
+        while reroutes < MAX_REROUTES:
             owner = await self._owner(channel, conf)
             if owner is None:
                 return ABSENT
@@ -139,11 +140,12 @@ class Cluster:
                 local = await self._here(channel)
                 if local is not None:
                     return local
+                reroutes += 1
             else:
                 try:
                     return await self._call(owner, op, to or channel, deadline, fields)
                 except _Refused:
-                    pass  # not there after all: look again
+                    reroutes += 1  # not there after all: look again
                 except OutcomeUnknown:
                     # The owner may be frozen or cut off for good: the next call asks the
                     # registry again instead of waiting on the same node once more.
