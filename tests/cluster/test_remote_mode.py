@@ -47,6 +47,12 @@ class Counter(counters.Counter):
         raise ERRORS[kind]("it broke", 3)
 
     @wes.command
+    async def fail_later(self, kind: str) -> None:
+        await asyncio.sleep(0)
+        self.value += 100
+        raise ERRORS[kind]("it broke", 3)
+
+    @wes.command
     def halt(self) -> None:
         self.value += 1
         self.stop_channel()
@@ -83,16 +89,23 @@ class Loopy(wes.Actor):
 
     @wes.command
     async def call(self, target: list[Any], then: list[Any] | None = None) -> None:
-        self.calls += 1
-        assert self.channel is not None
-        node = Loopy.nodes[self.channel]
-        args = [] if then is None else [then]
         try:
-            await node.command((target[0], target[1]), "call", *args)
+            await self._forward("call", target, then)
         except wes.ReentrantCall:
             Loopy.outcomes.append("reentrant")
         else:
             Loopy.outcomes.append("ok")
+
+    @wes.command
+    async def relay(self, target: list[Any], then: list[Any] | None = None) -> None:
+        """`call`, letting what the call raised through (this channel dies of it)."""
+        await self._forward("relay", target, then)
+
+    async def _forward(self, name: str, target: list[Any], then: list[Any] | None) -> None:
+        self.calls += 1
+        assert self.channel is not None
+        args = [] if then is None else [then]
+        await Loopy.nodes[self.channel].command((target[0], target[1]), name, *args)
 
     @wes.read("calls")
     def count(self) -> int:
@@ -258,8 +271,8 @@ async def test_create_actor_of_an_actor_in_the_channel_fails_and_changes_nothing
 
 
 async def test_specs_of_an_actor_active_elsewhere_are_already_locked(mode: Mode) -> None:
-    """A spec for an actor active in the owner's channel fails with `ActorAlreadyLocked`,
-    whether it starts a channel or joins another running one."""
+    """A spec for an actor active in the owner's channel (or for another id of its storage
+    key) fails with `ActorAlreadyLocked`, whether it starts a channel or joins another."""
     async with sides(mode) as s:
         await started(s)
         await started(s, OTHER, wes.create(B))
@@ -267,6 +280,9 @@ async def test_specs_of_an_actor_active_elsewhere_are_already_locked(mode: Mode)
             await s.caller.create_channel(EMPTY, wes.load(A))
         with pytest.raises(wes.ActorAlreadyLocked):
             await s.caller.create_actor(OTHER, wes.load(A))
+        await s.owner.create_actor(SESSION, wes.create(("counter", 1)))
+        with pytest.raises(wes.ActorAlreadyLocked):  # another id, the same storage key
+            await s.caller.create_actor(OTHER, wes.load_or_create(("counter", "1")))
         assert await s.caller.status(EMPTY) is None
         assert (await s.caller.status(OTHER)) == wes.ChannelRef(OTHER, s.owner.address, (B,))
 
@@ -284,6 +300,10 @@ async def test_specs_against_the_store_fail_as_the_table_says(mode: Mode) -> Non
             await s.caller.ensure_actor(SESSION, wes.create(C))
         with pytest.raises(wes.ActorNotFound):
             await s.caller.ensure_channel(EMPTY, wes.load(B))
+        with pytest.raises(wes.ActorNotFound):
+            await s.caller.ensure_channel(SESSION, [wes.create(B), wes.load(("counter", "z"))])
+        with pytest.raises(TypeError):  # create arguments that do not bind `__init__`
+            await s.caller.create_actor(SESSION, wes.create(B, 1, 2, 3))
         assert (await s.caller.status(SESSION)) == wes.ChannelRef(SESSION, s.owner.address, (A,))
         assert await s.caller.status(EMPTY) is None
 
@@ -360,6 +380,37 @@ async def test_ids_and_names_are_checked_at_the_caller(
         assert await s.owner.read(A, "value") == 1
 
 
+async def test_a_failed_start_releases_what_it_took(mode: Mode) -> None:
+    """`create_channel` whose later spec fails starts nothing and releases the claims its
+    earlier specs took: both the channel and the actor can start anew at once."""
+    async with sides(mode) as s:
+        await started(s)
+        with pytest.raises(wes.ActorNotFound):
+            await s.caller.create_channel(OTHER, [wes.create(B), wes.load(C)])
+        assert await s.caller.status(OTHER) is None
+        await s.owner.create_channel(OTHER, wes.create(B, 2))
+        assert await s.caller.read(B, "value") == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "call"),
+    [
+        (wes.UnknownChannelType, lambda n: n.command(("nope", "x"), "incr")),
+        (wes.UnknownChannelType, lambda n: n.ensure_channel(("nope", "x"))),
+        (wes.UnknownActorType, lambda n: n.read(("nope", "x"), "value")),
+    ],
+)
+async def test_unknown_types_are_refused_at_the_caller(
+    mode: Mode, error: type[wes.WesError], call: Any
+) -> None:
+    """An id of a type the calling node does not know fails there, unsent."""
+    async with sides(mode) as s:
+        await started(s)
+        with pytest.raises(error):
+            await call(s.caller)
+        assert s.transport.sent == []
+
+
 # --- an actor's exception ----------------------------------------------------------------
 
 
@@ -416,19 +467,25 @@ async def test_exception_in_a_read_leaves_the_channel_running(mode: Mode) -> Non
         assert await s.caller.read(A, "value") == 2
 
 
-@pytest.mark.parametrize("kind", ["value", "overdrawn", "jammed"])
-async def test_raising_actor_kills_the_channel_unsaved(mode: Mode, kind: str) -> None:
-    """After an actor raised, the channel is stopped without saving and its claims are
-    released: the next start sees the last persisted state, not the unsaved changes."""
-    async with sides(mode) as s:
+@pytest.mark.parametrize("handler", ["fail", "fail_later"])
+@pytest.mark.parametrize(("kind", "type_name"), [("value", "ValueError"), ("jammed", "Jammed")])
+async def test_raising_actor_kills_the_channel_unsaved(
+    mode: Mode, handler: str, kind: str, type_name: str
+) -> None:
+    """After an actor raised (in a plain or an async handler), the owner's channel is
+    stopped without saving, counted as a stop named after the exception, and its claims
+    are released: the next start sees the last persisted state, not the unsaved changes."""
+    stats = wes.MemoryStats()
+    async with sides(mode, stats=stats) as s:
         await started(s)
         await s.caller.command(SESSION, "incr", 2)
         await s.caller.stop_channel(SESSION)  # 3 persisted
         await started(s, SESSION, wes.load(A))
         await s.caller.command(SESSION, "incr", 4)  # 7, never saved
         with pytest.raises(Exception):  # noqa: B017 - each kind's class is tested above
-            await s.caller.command(SESSION, "fail", kind)
+            await s.caller.command(SESSION, handler, kind)
         assert await s.caller.status(SESSION) is None
+        assert stats.counts()[("stop", type_name)] == 1
         with pytest.raises(wes.ActorNotActive):
             await s.caller.read(A, "value")
         ref = await s.caller.ensure_channel(SESSION, wes.load(A))
@@ -531,6 +588,19 @@ async def test_a_handler_may_await_another_nodes_channel(mode: Mode) -> None:
         await s.caller.command(SESSION, "call", list(OTHER), list(EMPTY))
         assert Loopy.outcomes == ["ok", "ok"]  # the inner handler's, then the outer's
         assert await s.caller.read(("loopy", "y"), "calls") == 1
+
+
+async def test_a_cycle_left_unhandled_reaches_the_caller_as_reentrant(mode: Mode) -> None:
+    """When neither handler of an `A -> B -> A` cycle catches `ReentrantCall`, the caller
+    gets it as its own class and both channels died of it, as on one node."""
+    async with sides(mode) as s:
+        Loopy.nodes = {SESSION: s.owner, OTHER: s.caller}
+        await s.owner.create_channel(SESSION, wes.create(("loopy", "x")))
+        await s.caller.create_channel(OTHER, wes.create(("loopy", "y")))
+        with pytest.raises(wes.ReentrantCall):
+            await s.caller.command(SESSION, "relay", list(OTHER), list(SESSION))
+        assert await s.caller.status(SESSION) is None
+        assert await s.caller.status(OTHER) is None
 
 
 # --- after the owner stopped the channel -------------------------------------------------
