@@ -18,6 +18,7 @@ import wes
 from tests.support import counters
 from tests.support.cluster import MODES, Mode, Sides, sides_of
 from tests.support.nodes import EMPTY, OTHER, SESSION, A, B, C
+from tests.support.waiting import wait_until
 
 
 class Overdrawn(Exception):
@@ -39,6 +40,9 @@ ERRORS: dict[str, type[Exception]] = {"value": ValueError, "jammed": Jammed}
 class Counter(counters.Counter):
     """The usual counter, with handlers that raise, stop, leave and await."""
 
+    entered: ClassVar[asyncio.Event | None] = None
+    gate: ClassVar[asyncio.Event | None] = None
+
     @wes.command
     def fail(self, kind: str) -> None:
         self.value += 100  # changed, then raised: the change must never be persisted
@@ -51,6 +55,14 @@ class Counter(counters.Counter):
         await asyncio.sleep(0)
         self.value += 100
         raise ERRORS[kind]("it broke", 3)
+
+    @wes.command
+    async def hold_then_halt(self) -> None:
+        """Hold the channel's turn until the test opens `gate`, then stop the channel."""
+        assert Counter.entered is not None and Counter.gate is not None
+        Counter.entered.set()
+        await Counter.gate.wait()
+        self.stop_channel()
 
     @wes.command
     def halt(self) -> None:
@@ -71,6 +83,14 @@ class Counter(counters.Counter):
     async def doubled(self, factor: int = 2) -> int:
         await asyncio.sleep(0)
         return self.value * factor
+
+    @wes.command
+    def named(self, name: str = "", channel: str = "") -> None:
+        self.value += len(name) + len(channel)
+
+    @wes.read("echo")
+    def echo(self, actor: str = "", name: str = "") -> str:
+        return actor + name
 
     @wes.read("broken")
     def broken(self) -> int:
@@ -223,6 +243,32 @@ async def test_the_remote_mode_calls_the_owner_over_the_transport(op: str, call:
         await started(s)
         await call(s.caller)
         assert [json.loads(data)["op"] for data in s.transport.sent] == [op]
+
+
+async def test_int_names_and_keywords_named_like_parameters(mode: Mode) -> None:
+    """Channels and actors with int names are reached by those ids, and keyword arguments
+    named like an operation's own parameters (`name`, `channel`, `actor`) reach the
+    handler."""
+    channel, actor = ("session", 5), ("counter", 7)
+    async with sides(mode) as s:
+        await s.owner.create_channel(channel, wes.create(actor))
+        await s.caller.command(channel, "named", name="abc", channel="de")
+        assert await s.caller.read(actor, "value") == 5
+        assert await s.caller.read(actor, "echo", actor="x", name="y") == "xy"
+        assert await s.caller.status(channel) == wes.ChannelRef(channel, "n0", (actor,))
+
+
+async def test_a_new_actor_of_a_channel_that_died_leaves_no_trace(mode: Mode) -> None:
+    """An actor the caller added to the owner's channel is first written at the channel's
+    next save: when the channel dies before it, the store does not hold the actor."""
+    async with sides(mode) as s:
+        await started(s)
+        await s.caller.create_actor(SESSION, wes.create(B, 4))
+        with pytest.raises(ValueError, match="it broke"):
+            await s.caller.command(SESSION, "fail", "value")
+        assert await s.caller.stored(B) is None
+        with pytest.raises(wes.ActorNotFound):
+            await s.caller.create_channel(SESSION, wes.load(B))
 
 
 # --- the table's errors ------------------------------------------------------------------
@@ -532,6 +578,30 @@ async def test_handler_stopping_its_channel_stops_it_saved(mode: Mode) -> None:
         assert await s.caller.status(SESSION) is None
         stored = await s.caller.stored(A)
         assert isinstance(stored, Counter) and stored.value == 2
+
+
+async def test_calls_queued_behind_a_stopping_command_find_it_stopped(mode: Mode) -> None:
+    """A command and a read that wait for the turn of a command which stops the channel fail
+    with `ChannelNotStarted` and `ActorNotActive`, unapplied; the stop saved the state."""
+    Counter.entered, Counter.gate = asyncio.Event(), asyncio.Event()
+    async with sides(mode) as s:
+        await started(s)
+        holding = asyncio.create_task(s.caller.command(SESSION, "hold_then_halt"))
+        await Counter.entered.wait()
+        queued = [
+            asyncio.create_task(s.caller.command(SESSION, "incr", 5)),
+            asyncio.create_task(s.caller.read(A, "doubled")),
+        ]
+        turn = s.owner._channels[SESSION]
+        await wait_until(lambda: len(turn.waiters or ()) == 2)
+        Counter.gate.set()
+        await holding
+        with pytest.raises(wes.ChannelNotStarted):
+            await queued[0]
+        with pytest.raises(wes.ActorNotActive):
+            await queued[1]
+        stored = await s.caller.stored(A)
+        assert isinstance(stored, Counter) and stored.value == 1
 
 
 async def test_handler_leaving_its_channel_is_saved_and_gone(mode: Mode) -> None:
