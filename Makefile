@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKED := src tests examples bench
 
-.PHONY: run test lint bench servers .venv
+.PHONY: run cluster test lint bench servers .venv
 
 .venv: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 run: .venv
 	$(BIN)/wes bank serve
+
+# Three bank nodes on 127.0.0.1:8081-8083 as one cluster over a local NATS server.
+cluster: .venv
+	$(BIN)/python examples/bank_cluster.py
 
 lint: .venv
 	$(BIN)/ruff check $(CHECKED)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._abc import Record, Registry, Store
-from ._errors import WesError
+from ._abc import Record, Registry, Store, Transport
+from ._errors import InvalidConfig, WesError
 from .bank import _serve as bank_serve
 
 DEFAULT_DB = "wes.db"
@@ -83,6 +83,20 @@ def registry_from_url(url: str) -> Registry:
     raise UsageProblem(
         f"bad registry URL {url!r}: use memory, sqlite:///PATH or redis://HOST[:PORT][/DB]"
     )
+
+
+def transport_from_url(url: str, cluster: str) -> Transport:
+    """A transport for `url`: `nats://HOST:PORT` (several, comma-separated) for NATS."""
+    for part in url.split(","):
+        if _scheme(part) not in ("nats", "tls"):
+            raise UsageProblem(f"bad transport URL {url!r}: use nats://HOST:PORT")
+        _check_netloc(part)
+    from ._backends.nats import NatsTransport
+
+    try:
+        return NatsTransport(url, cluster=cluster)
+    except InvalidConfig as exc:
+        raise UsageProblem(f"bad --cluster: {exc}") from None
 
 
 def _scheme(url: str) -> str:
@@ -164,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="memory",
         help="where sessions and accounts are locked: memory (this process; the default), "
         "sqlite:///PATH (the processes of one host), redis://HOST[:PORT][/DB] (several hosts)",
+    )
+    serve.add_argument(
+        "--transport",
+        metavar="URL",
+        help="join a cluster over NATS: nats://HOST:PORT; every node of the cluster answers "
+        "every user, forwarding to the node that runs the user's session (needs a shared "
+        "--registry and store)",
+    )
+    serve.add_argument(
+        "--cluster",
+        default="bank",
+        metavar="NAME",
+        help="the cluster's name on the NATS server (default: bank)",
     )
     bank_serve.add_arguments(serve)
     serve.set_defaults(run=_bank_serve, parser=serve)
@@ -265,9 +292,21 @@ def _decode(codec: Any, record: Record) -> tuple[Any, str | None]:
 def _bank_serve(args: argparse.Namespace) -> int:
     """`wes bank serve`: the store and registry from their URLs, served by `wes.bank`."""
     bank_serve.require_service()  # first: a missing extra is the answer, even to a bad URL
+    transport = None
+    if args.transport is not None:
+        if _scheme(args.registry) == "memory":
+            raise UsageProblem(
+                "--transport needs a registry the nodes share: --registry sqlite:///PATH "
+                "(one host) or redis://HOST[:PORT][/DB]"
+            )
+        if args.store is not None and _scheme(args.store) == "memory":
+            raise UsageProblem("--transport needs a store the nodes share, not memory")
+        transport = transport_from_url(args.transport, args.cluster)
     store, store_url = _store_arg(args)
     registry = registry_from_url(args.registry)
-    return bank_serve.serve(args, store, registry, store_url=store_url, registry_url=args.registry)
+    return bank_serve.serve(
+        args, store, registry, store_url=store_url, registry_url=args.registry, transport=transport
+    )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,15 @@ class InCluster:
         self._cluster.error_types = self._error_types
         self._server = Server(self, rt, rt.channels, rt.actors, transport)  # type: ignore[arg-type]
 
+    @property
+    def peers(self) -> list[str]:
+        """The addresses of the cluster's live nodes as this node hears them, itself
+        included (a lone node: itself alone), sorted. A hint, kept fresh by announcements:
+        the registry alone decides who runs a channel."""
+        if self._cluster is None:
+            return [self._rt.address]
+        return self._cluster.peers.live()
+
     def error_type(self, cls: type[BaseException]) -> None:
         """Rebuild an actor's exception of class `cls` that comes back from another node as
         `cls` itself (from its JSON args), not as `wes.RemoteError`."""

@@ -35,7 +35,11 @@ USER_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 class BankError(Exception):
-    """Root of the bank's own errors (they are an actor's or the caller's, never wes's)."""
+    """Root of the bank's own errors (they are an actor's or the caller's, never wes's).
+
+    Each keeps its constructor's arguments as its `args` (and builds its message in
+    `__str__`), so a cluster node rebuilds it from them when it comes from another node
+    (`Node.error_type`), as pickle would."""
 
 
 class InvalidRequest(BankError, ValueError):
@@ -46,58 +50,76 @@ class AccountNotFound(BankError):
     """The account was never created (or its creation was never acknowledged)."""
 
     def __init__(self, account: str) -> None:
-        super().__init__(f"account {account!r} does not exist")
+        super().__init__(account)
         self.account = account
+
+    def __str__(self) -> str:
+        return f"account {self.account!r} does not exist"
 
 
 class AccountExists(BankError):
     """An account of that name was created meanwhile by another session."""
 
     def __init__(self, account: str) -> None:
-        super().__init__(f"account {account!r} already exists")
+        super().__init__(account)
         self.account = account
+
+    def __str__(self) -> str:
+        return f"account {self.account!r} already exists"
 
 
 class AccountLocked(BankError):
     """The account is open in another user's session, which locks it until it ends."""
 
     def __init__(self, account: str) -> None:
-        super().__init__(
-            f"account {account!r} is open in another session; it is free again once that "
-            f"session ends"
-        )
+        super().__init__(account)
         self.account = account
+
+    def __str__(self) -> str:
+        return (
+            f"account {self.account!r} is open in another session; it is free again once "
+            f"that session ends"
+        )
 
 
 class SessionElsewhere(BankError):
     """The user's session runs on another node that shares this node's registry."""
 
     def __init__(self, user: str) -> None:
-        super().__init__(f"the session of user {user!r} is open on another node")
+        super().__init__(user)
         self.user = user
+
+    def __str__(self) -> str:
+        return f"the session of user {self.user!r} is open on another node"
 
 
 class InsufficientFunds(BankError):
     """A withdrawal or transfer would overdraw an account."""
 
     def __init__(self, account: str, balance: int, amount: int) -> None:
-        super().__init__(f"account {account!r} holds {balance}, cannot withdraw {amount}")
+        super().__init__(account, balance, amount)
         self.account = account
         self.balance = balance
         self.amount = amount
+
+    def __str__(self) -> str:
+        return f"account {self.account!r} holds {self.balance}, cannot withdraw {self.amount}"
 
 
 class BalanceLimitExceeded(BankError):
     """An insert or transfer would take a balance above `MAX_BALANCE`."""
 
     def __init__(self, account: str, balance: int, amount: int) -> None:
-        super().__init__(
-            f"account {account!r} holds {balance}; adding {amount} would exceed the largest "
-            f"balance, {MAX_BALANCE}"
-        )
+        super().__init__(account, balance, amount)
         self.account = account
         self.balance = balance
         self.amount = amount
+
+    def __str__(self) -> str:
+        return (
+            f"account {self.account!r} holds {self.balance}; adding {self.amount} would "
+            f"exceed the largest balance, {MAX_BALANCE}"
+        )
 
 
 AMOUNT_RULE = f"an amount must be from 1 to {MAX_AMOUNT}"

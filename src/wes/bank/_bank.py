@@ -30,7 +30,7 @@ from wes import (
     create,
     load,
 )
-from wes.abc import Registry, Stats, Store
+from wes.abc import Registry, Stats, Store, Transport
 
 from ._account import (
     ACCOUNT,
@@ -65,6 +65,7 @@ def build_node(
     *,
     idle_timeout: float | None = 60.0,
     lease: float = 30.0,
+    transport: Transport | None = None,
 ) -> Node:
     """A node for the bank: accounts persisted after every command, sessions that end after
     `idle_timeout` seconds without a request.
@@ -76,13 +77,17 @@ def build_node(
         idle_timeout: seconds without a request after which a session ends, saving and
             unlocking its accounts.
         lease: seconds a session's registry claims last unless renewed.
+        transport: makes the node one of a cluster (with a shared registry and store):
+            any node answers any user, and a session runs on the node that started it.
     """
     if store is None or isinstance(store, str | os.PathLike):
         from wes import SqliteStore
 
         store = SqliteStore(os.fspath(store if store is not None else "wes.db"))
-    node = Node(store=store, registry=registry, stats=stats)
+    node = Node(store=store, registry=registry, stats=stats, transport=transport)
     node.actor_type(ACCOUNT, Account)
+    for error in Account.expected_errors:  # an account's refusals, from another node
+        node.error_type(error)
     # Money wants every acknowledged command on disk before the caller hears "done".
     node.channel_type(SESSION, idle_timeout=idle_timeout, lease=lease, durability="command")
     return node

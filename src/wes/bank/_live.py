@@ -276,9 +276,12 @@ def _ident_text(ident: Ident) -> str:
 
 
 def live_snapshot(node: Node, live_stats: LiveStats) -> dict[str, Any]:
-    """What `GET /api/live` returns: the node's live channels and actors, and the stats."""
+    """What `GET /api/live` returns: the node, its peers (the cluster's live nodes as it
+    hears them), its live channels and actors, and the stats: all of this node's own."""
     return {
         "time": time.time(),
+        "node": node.address,
+        "peers": node.peers,
         "channels": node.live_channels,
         "actors": node.live_actors,
         **live_stats.snapshot(),

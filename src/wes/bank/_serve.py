@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from wes import LoggingStats, MultiStats, PrometheusStats, WesError, configure_logging
-from wes.abc import Registry, Store
+from wes.abc import Registry, Store, Transport
 
 from ._bank import build_node
 from ._live import LiveStats
@@ -108,6 +108,7 @@ def serve(
     *,
     store_url: str,
     registry_url: str,
+    transport: Transport | None = None,
 ) -> int:
     """Serve the bank on `store` and `registry` with the options of `add_arguments` until
     SIGTERM or SIGINT; return the exit code (0, or 1 when it could not start). The URLs are
@@ -118,7 +119,8 @@ def serve(
     handler.addFilter(_drop_color)
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(_serve_async(args, store, registry, (store_url, registry_url)))
+            urls = (store_url, registry_url)
+            return runner.run(_serve_async(args, store, registry, transport, urls))
     except KeyboardInterrupt:  # a SIGINT before the handlers were in place
         return 0
 
@@ -156,7 +158,11 @@ def _drop_color(record: logging.LogRecord) -> bool:
 
 
 async def _serve_async(
-    args: argparse.Namespace, store: Store, registry: Registry, urls: tuple[str, str]
+    args: argparse.Namespace,
+    store: Store,
+    registry: Registry,
+    transport: Transport | None,
+    urls: tuple[str, str],
 ) -> int:
     import uvicorn
 
@@ -164,7 +170,7 @@ async def _serve_async(
 
     prometheus = PrometheusStats()
     stats = MultiStats(LoggingStats(), prometheus, LiveStats())
-    node = build_node(store, registry, stats, idle_timeout=args.idle_timeout)
+    node = build_node(store, registry, stats, idle_timeout=args.idle_timeout, transport=transport)
     prometheus.watch(node)
     config = uvicorn.Config(
         create_app(node),
@@ -186,6 +192,10 @@ async def _serve_async(
                 log.error("the store or registry does not answer: %s", str(exc) or "timeout")
                 return 1
             log.info("bank starting: store %s, registry %s", *urls)
+            if transport is not None:
+                log.info(
+                    "node %s in cluster %r over %s", node.address, args.cluster, args.transport
+                )
             try:
                 await server.serve()
             except SystemExit:  # uvicorn's way to say it could not start; it logged why

@@ -59,6 +59,9 @@ function chart(history, windowSeconds) {
 
 function render(d) {
   const kinds = d.kinds || {};
+  text("node-note", "everything on this page is owned by node " + d.node +
+       "; the sessions of other users run on its peers");
+  rows("peer-rows", d.peers, (p) => [[p], [p === d.node ? "this node" : "peer"]], "no peers");
   text("channels", number.format(d.channels));
   text("actors", number.format(d.actors));
   text("rate", d.rate.toFixed(1));
