@@ -121,6 +121,19 @@ class Loopy(wes.Actor):
         """`call`, letting what the call raised through (this channel dies of it)."""
         await self._forward("relay", target, then)
 
+    @wes.command
+    async def ask(self, target: list[Any], name: str, arg: list[Any]) -> None:
+        """Send command `name` with `arg` to channel `target`."""
+        assert self.channel is not None
+        await Loopy.nodes[self.channel].command((target[0], target[1]), name, arg)
+
+    @wes.command
+    async def look(self, target: list[Any]) -> None:
+        """Record who runs channel `target`, by `status`."""
+        assert self.channel is not None
+        ref = await Loopy.nodes[self.channel].status((target[0], target[1]))
+        Loopy.outcomes.append("nowhere" if ref is None else ref.owner)
+
     async def _forward(self, name: str, target: list[Any], then: list[Any] | None) -> None:
         self.calls += 1
         assert self.channel is not None
@@ -671,6 +684,18 @@ async def test_a_cycle_left_unhandled_reaches_the_caller_as_reentrant(mode: Mode
             await s.caller.command(SESSION, "relay", list(OTHER), list(SESSION))
         assert await s.caller.status(SESSION) is None
         assert await s.caller.status(OTHER) is None
+
+
+async def test_status_inside_a_cycle_answers(mode: Mode) -> None:
+    """`status` takes no turn, so a handler on the path of a call holding a channel may ask
+    for that channel's status and gets its ref (across two nodes as on one)."""
+    Loopy.outcomes.clear()
+    async with sides(mode) as s:
+        Loopy.nodes = {SESSION: s.owner, OTHER: s.caller}
+        await s.owner.create_channel(SESSION, wes.create(("loopy", "x")))
+        await s.caller.create_channel(OTHER, wes.create(("loopy", "y")))
+        await s.caller.command(SESSION, "ask", list(OTHER), "look", list(SESSION))
+        assert Loopy.outcomes == [s.owner.address]
 
 
 # --- after the owner stopped the channel -------------------------------------------------
