@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,13 @@ log = logging.getLogger("wes")
 
 RENEW_WHEN_LEFT = 0.5  # renew a claim once half its lease or less is left
 SWEEPS_PER_LEASE = 6  # sweeps per (shortest) lease: two or three tries before a lease ends
-# Channels per registry call, and channels looked at between two returns to the event loop:
-# the sweep must not delay timers and commands by more than a millisecond or so.
-RENEW_CHUNK = 1000
-SCAN_CHUNK = 10000
+# A sweep looks at its channels in slices spread evenly over its period, one slice every
+# `SLICE_EVERY` seconds at most, so that renewing a million channels never holds up timers
+# and commands for more than a millisecond or two at a time; a slice has at least
+# `MIN_SLICE` channels, so that a small node sweeps in one go.
+SLICE_EVERY = 0.01
+MIN_SLICE = 500
+RENEW_CHUNK = 1000  # channels per registry call
 
 
 class Leases:
@@ -46,6 +50,10 @@ class Leases:
         self._channels = channels  # the node's running channels, kept up to date by it
         self._shortest_lease = shortest_lease
         self._releases: set[asyncio.Task[None]] = set()
+        # The channel claims taken, in the order the sweep walks them: a list it can walk in
+        # slices, where the node's map of channels would have to be copied whole (a million
+        # objects touched at once, tens of milliseconds) for each sweep.
+        self._ring: list[Claim] = []
 
     async def claim(
         self,
@@ -60,7 +68,7 @@ class Leases:
         `ActorAlreadyLocked`, a failing registry `RegistryUnavailable`. `actor_of` maps an
         actor claim's name (its scope and storage key) to the actor id, for messages."""
         try:
-            return await registry.claim(names, holder, lease)
+            claims = await registry.claim(names, holder, lease)
         except NameTaken as taken:
             if taken.kind == "channel" and taken.holder == self._runtime.address:
                 # Not running here, yet held by this node: a claim whose answer never came
@@ -82,6 +90,8 @@ class Leases:
             raise
         except Exception as exc:
             raise RegistryUnavailable(f"registry claim failed: {exc!r}") from exc
+        self._ring += [claim for claim in claims if claim.kind == "channel"]
+        return claims
 
     async def release(self, claims: Sequence[Claim]) -> None:
         """Release claims in their registries; a failure is logged (they expire anyway)."""
@@ -114,22 +124,52 @@ class Leases:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._shortest_lease() / SWEEPS_PER_LEASE)
-            await self.sweep()
+            period = self._shortest_lease() / SWEEPS_PER_LEASE
+            start = self._runtime.now()
+            ring, self._ring = self._ring, []  # claims taken meanwhile wait for the next pass
+            await self._walk(ring, start, period)
+            self._mend()
+            await asyncio.sleep(max(0.0, start + period - self._runtime.now()))
 
     async def sweep(self) -> None:
-        """Renew, in batches, the claims of every channel with half its lease or less left,
-        and stop (unsaved) every channel whose lease ran out.
+        """Renew, at once, the claims of every channel with half its lease or less left, and
+        stop (unsaved) every channel whose lease ran out. The node's own sweep does this in
+        slices spread over its period."""
+        running = [ch.claim for ch in self._channels.values() if ch.claim is not None]
+        await self._walk(running, self._runtime.now(), 0.0, keep=False)
 
-        One pass over the node's channels every few seconds costs far less than a timer per
-        channel, and gives the registry few large calls instead of many small ones.
-        """
+    async def _walk(
+        self, ring: list[Claim], start: float, period: float, *, keep: bool = True
+    ) -> None:
+        """Look at the channels of `ring` in slices, evenly spread over `period` seconds;
+        with `keep`, the claims of channels still running go back into the ring."""
+        size = max(MIN_SLICE, math.ceil(len(ring) * SLICE_EVERY / period) if period else 0)
+        slices = math.ceil(len(ring) / size)
+        for k in range(slices):
+            await asyncio.sleep(max(0.0, start + k * period / slices - self._runtime.now()))
+            channels = self._running(ring[k * size : (k + 1) * size])
+            if keep:
+                self._ring += [ch.claim for ch in channels if ch.claim is not None]
+            due = self._due(channels)
+            for first in range(0, len(due), RENEW_CHUNK):
+                await self._renew(due[first : first + RENEW_CHUNK])
+
+    def _running(self, claims: list[Claim]) -> list[Channel]:
+        """The running channels that hold these claims (a stopped or restarted channel's
+        old claim drops out)."""
+        get = self._channels.get
+        found = []
+        for claim in claims:
+            ch = get(claim.ident)
+            if ch is not None and ch.claim is claim:
+                found.append(ch)
+        return found
+
+    def _due(self, channels: list[Channel]) -> list[Channel]:
+        """Stop the channels whose lease ran out; return those due for a renewal."""
         now = self._runtime.now()
         due: list[Channel] = []
-        for i, ch in enumerate(list(self._channels.values())):
-            if i % SCAN_CHUNK == SCAN_CHUNK - 1:
-                await asyncio.sleep(0)
-                now = self._runtime.now()
+        for ch in channels:
             if ch.renewing or not ch.running:
                 continue
             if now >= ch.lease_until:
@@ -139,9 +179,18 @@ class Leases:
             elif ch.lease_until - now <= ch.conf.lease * RENEW_WHEN_LEFT:
                 ch.renewing = True
                 due.append(ch)
-        for start in range(0, len(due), RENEW_CHUNK):
-            await self._renew(due[start : start + RENEW_CHUNK])
-            await asyncio.sleep(0)  # between chunks, timers and commands get their turn
+        return due
+
+    def _mend(self) -> None:
+        """Put back in the ring a running channel whose claim the walk missed (it was still
+        starting when its slice came): fewer claims than channels says one is missing."""
+        if len(self._ring) < len(self._channels):
+            ring = {id(claim) for claim in self._ring}
+            self._ring += [
+                ch.claim
+                for ch in self._channels.values()
+                if ch.claim is not None and id(ch.claim) not in ring
+            ]
 
     async def _renew(self, channels: list[Channel]) -> None:
         channels = [ch for ch in channels if ch.running]
@@ -169,9 +218,10 @@ class Leases:
             for ch in channels:
                 ch.renew_failed()
             return
+        untils = _Untils(sent_at)
         i = 0
         for ch, n in zip(channels, counts, strict=True):
-            ch.renewed(all(results[i : i + n]), sent_at)
+            ch.renewed(all(results[i : i + n]), untils.of(ch))
             i += n
 
     async def _renew_across(self, channels: list[Channel]) -> None:
@@ -198,10 +248,30 @@ class Leases:
             answers.setdefault(ch, []).append(verdict[id(claim)])
         # Whatever the order of a channel's claims: one lost claim loses the channel; else
         # one unanswered leaves it serving until its deadline (the next sweep retries).
+        untils = _Untils(sent_at)
         for ch, got in answers.items():
             if False in got:
                 ch.renewed(False, sent_at)
             elif None in got:
                 ch.renew_failed()
             else:
-                ch.renewed(True, sent_at)
+                ch.renewed(True, untils.of(ch))
+
+
+class _Untils:
+    """The new lease deadlines of one renewal, one float per lease length: a million
+    channels renewed in slices then share a few thousand deadline objects instead of each
+    holding its own (24 bytes each)."""
+
+    __slots__ = ("_by_lease", "_sent_at")
+
+    def __init__(self, sent_at: float) -> None:
+        self._sent_at = sent_at
+        self._by_lease: dict[float, float] = {}
+
+    def of(self, ch: Channel) -> float:
+        lease = ch.conf.lease
+        until = self._by_lease.get(lease)
+        if until is None:
+            until = self._by_lease[lease] = self._sent_at + lease
+        return until

@@ -170,13 +170,14 @@ class Membership(ChannelState):
 
     # -- the lease ------------------------------------------------------------------------
 
-    def renewed(self, ok: bool, sent_at: float) -> None:
-        """The answer to a renewal sent at `sent_at`."""
+    def renewed(self, ok: bool, until: float) -> None:
+        """The answer to a renewal: on success the lease now runs until `until` (the time
+        the renewal was sent plus the lease)."""
         if not self.running:
             return
         self.renewing = False
         if ok:
-            self.lease_until = sent_at + self.conf.lease
+            self.lease_until = until
         else:
             self.crash_later(LeaseLost(f"channel {self.id!r} lost its lease"), lease_lost=True)
 

@@ -1,0 +1,95 @@
+"""The renewal sweep: channels renewed in slices spread over its period, a ring of claims that
+forgets stopped channels and mends what it missed, and renewed deadlines shared per call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import wes
+from tests.support.claims import actor_claim
+from tests.support.counters import Counter
+from tests.support.delegating import DelegatingRegistry
+from tests.support.nodes import node_of
+from tests.support.waiting import wait_until
+from wes._leases import MIN_SLICE
+from wes.abc import Claim
+
+LEASE = 0.3  # seconds: a sweep every 50 ms
+
+
+class Recording(DelegatingRegistry):
+    """Delegates to a memory registry and records how many claims each renewal carried."""
+
+    def __init__(self) -> None:
+        super().__init__(wes.MemoryRegistry())
+        self.renewals: list[int] = []
+
+    async def renew(self, claims: Sequence[Claim]) -> list[bool]:
+        self.renewals.append(len(claims))
+        return await self.inner.renew(claims)
+
+
+def make_node(registry: wes.abc.Registry, stats: wes.MemoryStats, lease: float = LEASE) -> wes.Node:
+    return node_of({"counter": Counter}, wes.MemoryStore(), registry, stats, lease=lease)
+
+
+async def start(node: wes.Node, n: int) -> None:
+    for i in range(n):
+        await node.create_channel(("session", i), wes.create(("counter", i)))
+
+
+async def test_many_channels_are_renewed_in_slices_not_at_once() -> None:
+    """Three slices' worth of channels keep their leases, renewed by calls of at most one
+    slice each (a channel's own claim and its actor's), never by one call for all."""
+    registry = Recording()
+    stats = wes.MemoryStats()
+    n = 3 * MIN_SLICE
+    async with make_node(registry, stats) as node:
+        await start(node, n)
+        await wait_until(lambda: sum(registry.renewals) >= 4 * n)  # each claim twice
+        assert node.live_channels == n
+        assert max(registry.renewals) <= 2 * MIN_SLICE
+        assert ("stop", "lease_lost") not in stats.counts()
+
+
+async def test_a_channel_the_ring_missed_is_mended_back_and_renewed() -> None:
+    """A running channel whose claim is not in the sweep's ring (it was still starting when
+    its slice came) is put back at the end of a pass, and keeps its lease."""
+    registry = Recording()
+    stats = wes.MemoryStats()
+    async with make_node(registry, stats) as node:
+        await start(node, 1)
+        node._rt.leases._ring.clear()
+        await asyncio.sleep(4 * LEASE)
+        assert await registry.holder("channel", ("session", 0)) == node.address
+        assert await registry.holder("actor", actor_claim(("counter", 0))) == ("session", 0)
+        assert ("stop", "lease_lost") not in stats.counts()
+
+
+async def test_a_stopped_channel_drops_out_of_the_ring() -> None:
+    """The ring keeps a stopped channel's claim only until its next pass walks it."""
+    stats = wes.MemoryStats()
+    async with make_node(wes.MemoryRegistry(), stats) as node:
+        await start(node, 2)
+        await node.stop_channel(("session", 0))
+        leases = node._rt.leases
+        await wait_until(lambda: len(leases._ring) == 1)
+        [claim] = leases._ring
+        assert claim.ident == ("session", 1)
+
+
+async def test_channels_renewed_together_share_one_deadline() -> None:
+    """Channels renewed by one call hold one lease deadline object between them, not one
+    float each: memory that a million renewed channels would otherwise spend."""
+    stats = wes.MemoryStats()
+    lease = 30.0  # the node's own sweep stays out of the way: its next pass is 5 s off
+    async with make_node(wes.MemoryRegistry(), stats, lease) as node:
+        await start(node, 3)
+        channels = list(node._rt.channels.values())
+        assert len({id(ch.lease_until) for ch in channels}) == 3
+        for ch in channels:
+            ch.lease_until -= lease * 0.6  # due: less than half the lease left
+        await node._rt.leases.sweep()
+        assert len({id(ch.lease_until) for ch in channels}) == 1
+        assert ("stop", "lease_lost") not in stats.counts()
