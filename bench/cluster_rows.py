@@ -176,12 +176,26 @@ async def round_trips(settings: Settings, want: Want, node: wes.Node, raw: Any) 
     for name, base_loop, wes_loop in plan:
         if not want(name):
             continue
-        base, value = await paired_rates(base_loop, wes_loop, settings.seconds, settings.reps)
-        rows.append(row(name, value, base, f"raw: nats-py request-reply, {len(RAW_PAYLOAD)} B"))
+        base, value = await _rounds(base_loop, wes_loop, settings)
+        note = (
+            f"median of {len(value)} rounds, wes {_spread(value)}, raw nats-py request-reply"
+            f" ({len(RAW_PAYLOAD)} B) {_spread(base)}"
+        )
+        rows.append(row(name, statistics.median(value), statistics.median(base), note))
         if settings.profile:
             n = await calibrate(wes_loop, settings.seconds)
             await profiled(settings, name, _bind(wes_loop, n))
     return rows
+
+
+async def _rounds(base: Loop, subject: Loop, settings: Settings) -> tuple[list[float], list[float]]:
+    """The rates of each round, the two loops alternated (each round calibrated anew)."""
+    pairs = [await paired_rates(base, subject, settings.seconds, 1) for _ in range(settings.reps)]
+    return [b for b, _ in pairs], [s for _, s in pairs]
+
+
+def _spread(rates: list[float]) -> str:
+    return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})/s"
 
 
 def _bind(body: Loop, n: int) -> Callable[[], Awaitable[None]]:
