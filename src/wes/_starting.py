@@ -8,7 +8,13 @@ import asyncio
 from ._abc import Claim, ClaimKind, Ident, Registry
 from ._actor import Actor
 from ._channel import Channel
-from ._errors import ActorAlreadyInChannel, ActorAlreadyLocked, ChannelNotHere, InvalidSpec
+from ._errors import (
+    ActorAlreadyInChannel,
+    ActorAlreadyLocked,
+    ChannelAlreadyStarted,
+    ChannelNotHere,
+    InvalidSpec,
+)
 from ._loader import build_actors
 from ._runtime import Runtime
 from ._specs import Spec
@@ -20,6 +26,10 @@ async def start_channel(
 ) -> Channel:
     """Claim `channel`, load its actors and start it; on failure every claim taken is
     released and nothing runs. Concurrent starts of one channel wait on `rt.starting`."""
+    if channel in rt.starting or channel in rt.channels:
+        # Another start got here first: a cluster's routing awaits between its callers'
+        # checks and this start, so two of them may arrive at once.
+        raise ChannelAlreadyStarted(f"channel {channel!r} is already running")
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     rt.starting[channel] = done
     try:
