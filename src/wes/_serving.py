@@ -24,6 +24,7 @@ from ._travel import error_to_wire
 from ._turn import remote_chain
 from ._types import ChannelRef, Services
 from ._wire import (
+    OK_NONE,
     BadRequest,
     Request,
     decode_request,
@@ -125,6 +126,8 @@ class Server:
             return encode_refusal("not_here", str(gone))
         except Exception as exc:
             return encode_error_body(error_to_wire(exc), self._transport.max_payload)
+        if value is None:  # a command's answer: no description to build
+            return OK_NONE
         what = f"{req.op} {req.name!r} of {req.to!r}" if req.name else f"{req.op} of {req.to!r}"
         return encode_ok(value, self._transport.max_payload, what)
 

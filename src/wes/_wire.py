@@ -106,18 +106,24 @@ def encode_request(
         "deadline": deadline,
         "chain": chain,
     }
-    what = f"{op} {name!r} of {to!r}" if name is not None else f"{op} of {to!r}"
     try:
         data = _dumps(body).encode()
     except (TypeError, ValueError) as exc:
+        what = _what(op, name, to)
         raise InvalidArguments(
             f"{what}: an argument cannot travel as JSON to another node: {exc}"
         ) from None
     if len(data) > max_payload:
         raise InvalidArguments(
-            f"{what}: the request is {len(data)} bytes, over the transport's limit of {max_payload}"
+            f"{_what(op, name, to)}: the request is {len(data)} bytes,"
+            f" over the transport's limit of {max_payload}"
         )
     return data
+
+
+def _what(op: str, name: str | None, to: Ident) -> str:
+    """The call, for an error message (built only when one is raised)."""
+    return f"{op} {name!r} of {to!r}" if name is not None else f"{op} of {to!r}"
 
 
 def encode_spec(spec: Spec) -> dict[str, Any]:

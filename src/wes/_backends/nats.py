@@ -35,6 +35,7 @@ MAX_PINGS_OUT = 2
 RECONNECT_WAIT = 0.25
 CONNECT_TIMEOUT = 2.0
 FIRST_CONNECT_TRIES = 3
+MAX_SUBJECTS = 10_000  # node addresses whose subjects are kept; past it they start over
 _CLUSTER = re.compile(r"[A-Za-z0-9_-]+")
 _UNSAFE = re.compile(rb"[^A-Za-z0-9_:\-]")
 
@@ -68,6 +69,7 @@ class NatsTransport(Transport):
         self._requests: dict[str, Subscription] = {}
         self._announcements: dict[str, OnAnnounce] = {}
         self._presence: Subscription | None = None
+        self._subjects: dict[str, str] = {}  # address -> subject, built once per address
 
     def __repr__(self) -> str:
         return f"NatsTransport({self.url!r}, cluster={self.cluster!r})"
@@ -77,7 +79,12 @@ class NatsTransport(Transport):
         return self._nc.max_payload if self._nc is not None else 1024 * 1024
 
     def _subject(self, address: str) -> str:
-        return f"{self.cluster}.node.{subject_token(address)}"
+        subject = self._subjects.get(address)
+        if subject is None:
+            if len(self._subjects) >= MAX_SUBJECTS:
+                self._subjects.clear()
+            subject = self._subjects[address] = f"{self.cluster}.node.{subject_token(address)}"
+        return subject
 
     # -- the connection -------------------------------------------------------------------
 
@@ -177,7 +184,9 @@ class NatsTransport(Transport):
     async def request(self, address: str, data: bytes, within: float) -> bytes:
         import nats.errors
 
-        nc = await self._client()
+        nc = self._nc  # once connected, a request takes no lock
+        if nc is None or nc.is_closed:
+            nc = await self._client()
         if not nc.is_connected:
             raise NodeUnreachable(f"not connected to NATS at {self.url}")
         try:
