@@ -139,7 +139,7 @@ def decode_request(data: bytes) -> Request:
     if version != VERSION:
         raise BadRequest(UsageError(f"wire version {version!r} is not spoken here ({VERSION})"))
     op = body.get("op")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:  # a list or object is unhashable
         raise BadRequest(UsageError(f"unknown operation {op!r}"))
     to = _ident(body.get("to"), "actor" if op == "read" else "channel")
     name = body.get("name")
@@ -194,7 +194,8 @@ def _specs(value: Any) -> list[Spec]:
         raise BadRequest(InvalidSpec(f"specs must be a list, not {value!r}"))
     out = []
     for item in value:
-        if not isinstance(item, dict) or item.get("mode") not in SPEC_MODES:
+        mode = item.get("mode") if isinstance(item, dict) else None
+        if not isinstance(mode, str) or mode not in SPEC_MODES:
             raise BadRequest(InvalidSpec(f"not a spec: {item!r}"))
         args = item.get("args", [])
         if not isinstance(args, list):
@@ -290,7 +291,7 @@ def decode_answer(data: bytes) -> Answer:
     if "ok" in body:
         return Answer(True, body["ok"])
     refused = body.get("refused")
-    if refused in REFUSALS:
+    if isinstance(refused, str) and refused in REFUSALS:
         return Answer(False, refused=refused, message=str(body.get("message", "")))
     error = body.get("error")
     if isinstance(error, dict):
