@@ -12,7 +12,6 @@ grow. It is a hint only: the registry alone decides who runs a channel.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -58,6 +57,8 @@ class Peers:
     def rank(self, ident: Ident) -> list[str]:
         """The live nodes in rendezvous order for `ident`: the first is its place, and if it
         cannot take it, the next; each node computes the same order from the same view."""
+        import hashlib  # only hash placement needs it: `import wes` stays as quick
+
         key = json.dumps(ident, separators=(",", ":")).encode()
 
         def weight(address: str) -> bytes:
