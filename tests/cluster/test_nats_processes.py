@@ -253,7 +253,8 @@ async def test_ensure_raced_from_three_processes_gives_one_owner(
     tmp_path: Path, nats_url: str, placement: Literal["local", "hash"]
 ) -> None:
     """3 processes x 200 concurrent `ensure_channel` of 50 names: every answer for a name
-    names one owner, which the registry holds it for and which runs it."""
+    names one owner, which the registry holds it for and which runs it. (Under "hash" the
+    driver is a live node too, so it takes its share.)"""
     names = [f"r{i}" for i in range(50)]
     calls = [names[i % len(names)] for i in range(200)]
     # Each process starts from other names, so that every name is contested by claims.
