@@ -292,7 +292,8 @@ def decode_answer(data: bytes) -> Answer:
         return Answer(True, body["ok"])
     refused = body.get("refused")
     if isinstance(refused, str) and refused in REFUSALS:
-        return Answer(False, refused=refused, message=str(body.get("message", "")))
+        reason: Refusal = refused  # type: ignore[assignment]  # one of REFUSALS, checked
+        return Answer(False, refused=reason, message=str(body.get("message", "")))
     error = body.get("error")
     if isinstance(error, dict):
         return Answer(False, error=error)
