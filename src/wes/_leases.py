@@ -54,6 +54,7 @@ class Leases:
         # slices, where the node's map of channels would have to be copied whole (a million
         # objects touched at once, tens of milliseconds) for each sweep.
         self._ring: list[Claim] = []
+        self._limbo: list[Claim] = []  # claims whose channel was not running at their pass
 
     async def claim(
         self,
@@ -126,7 +127,11 @@ class Leases:
         while True:
             period = self._shortest_lease() / SWEEPS_PER_LEASE
             start = self._runtime.now()
-            ring, self._ring = self._ring, []  # claims taken meanwhile wait for the next pass
+            # Claims taken from now on wait for the next pass; claims whose channel was not
+            # running at the last pass (still starting, or never started) get one more look.
+            ring, self._ring = self._ring, []
+            limbo, self._limbo = self._limbo, []
+            await self._look(self._kept(self._running(limbo, missing=None)))
             await self._walk(ring, start, period)
             self._mend()
             await asyncio.sleep(max(0.0, start + period - self._runtime.now()))
@@ -142,26 +147,51 @@ class Leases:
         self, ring: list[Claim], start: float, period: float, *, keep: bool = True
     ) -> None:
         """Look at the channels of `ring` in slices, evenly spread over `period` seconds;
-        with `keep`, the claims of channels still running go back into the ring."""
-        size = max(MIN_SLICE, math.ceil(len(ring) * SLICE_EVERY / period) if period else 0)
-        slices = math.ceil(len(ring) / size)
-        for k in range(slices):
-            await asyncio.sleep(max(0.0, start + k * period / slices - self._runtime.now()))
-            channels = self._running(ring[k * size : (k + 1) * size])
-            if keep:
-                self._ring += [ch.claim for ch in channels if ch.claim is not None]
-            due = self._due(channels)
-            for first in range(0, len(due), RENEW_CHUNK):
-                await self._renew(due[first : first + RENEW_CHUNK])
+        with `keep`, the claims of channels still running go back into the ring.
 
-    def _running(self, claims: list[Claim]) -> list[Channel]:
-        """The running channels that hold these claims (a stopped or restarted channel's
-        old claim drops out)."""
+        A walk kept from its turns (a loop busy with other work) catches up with its
+        schedule at the next turn it gets: leases must not run out because the node is
+        busy."""
+        total = len(ring)
+        size = max(MIN_SLICE, math.ceil(total * SLICE_EVERY / period) if period else 0)
+        done = 0
+        while done < total:
+            await asyncio.sleep(max(0.0, start + period * done / total - self._runtime.now()))
+            upto = total
+            if period:
+                upto = math.ceil(total * (self._runtime.now() - start) / period)
+                upto = min(total, max(upto, done + size))
+            for first in range(done, upto, size):
+                part = ring[first : min(first + size, upto)]
+                if keep:
+                    await self._look(self._kept(self._running(part, self._limbo)))
+                else:
+                    await self._look(self._running(part, None))
+            done = upto
+
+    def _kept(self, channels: list[Channel]) -> list[Channel]:
+        """Put the claims of `channels` back into the ring, for the next pass."""
+        self._ring += [ch.claim for ch in channels if ch.claim is not None]
+        return channels
+
+    async def _look(self, channels: list[Channel]) -> None:
+        """Stop those of `channels` whose lease ran out, renew those due for it."""
+        due = self._due(channels)
+        for first in range(0, len(due), RENEW_CHUNK):
+            await self._renew(due[first : first + RENEW_CHUNK])
+
+    def _running(self, claims: list[Claim], missing: list[Claim] | None) -> list[Channel]:
+        """The running channels that hold these claims. A claim whose channel is not
+        running goes to `missing` (it may be starting still); a claim replaced by a newer
+        one of its channel, or missing already, drops out."""
         get = self._channels.get
         found = []
         for claim in claims:
             ch = get(claim.ident)
-            if ch is not None and ch.claim is claim:
+            if ch is None:
+                if missing is not None:
+                    missing.append(claim)
+            elif ch.claim is claim:
                 found.append(ch)
         return found
 

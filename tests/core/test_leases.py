@@ -67,6 +67,22 @@ async def test_a_channel_the_ring_missed_is_mended_back_and_renewed() -> None:
         assert ("stop", "lease_lost") not in stats.counts()
 
 
+async def test_a_channel_still_starting_when_walked_keeps_its_lease() -> None:
+    """A claim whose channel is not running yet when the walk reaches it (the channel is
+    still starting) gets another look at the next pass, and the channel keeps its lease."""
+    registry = Recording()
+    stats = wes.MemoryStats()
+    async with make_node(registry, stats) as node:
+        await start(node, 1)
+        leases = node._rt.leases
+        ch = node._rt.channels.pop(("session", 0))  # as if still starting
+        await wait_until(lambda: bool(leases._limbo))
+        node._rt.channels[ch.id] = ch  # now running
+        await asyncio.sleep(4 * LEASE)
+        assert await registry.holder("channel", ("session", 0)) == node.address
+        assert ("stop", "lease_lost") not in stats.counts()
+
+
 async def test_a_stopped_channel_drops_out_of_the_ring() -> None:
     """The ring keeps a stopped channel's claim only until its next pass walks it."""
     stats = wes.MemoryStats()
@@ -93,3 +109,43 @@ async def test_channels_renewed_together_share_one_deadline() -> None:
         await node._rt.leases.sweep()
         assert len({id(ch.lease_until) for ch in channels}) == 1
         assert ("stop", "lease_lost") not in stats.counts()
+
+
+# --- what claims of the in-process registry share -----------------------------------------
+
+
+async def test_memory_claims_share_a_token_and_a_deadline() -> None:
+    """Claims taken while no name was given up share one token, and claims with the same
+    deadline (to the millisecond) share one float: memory a million claims would spend."""
+    registry = wes.MemoryRegistry()
+    first = await registry.claim([("channel", ("c", 1)), ("actor", ("", "a/1"))], "n", 30.0)
+    second = await registry.claim([("channel", ("c", 2))], "n", 30.0)
+    claims = [*first, *second]
+    assert len({claim.token for claim in claims}) == 1
+    assert first[0].expires is first[1].expires
+    assert all(await registry.renew(claims))
+    assert len({id(claim.expires) for claim in claims}) == 1  # one renewal, one deadline
+
+
+async def test_a_released_name_comes_back_with_a_greater_token() -> None:
+    """Once a name is released, the next claim, of it or of any other name, takes a new
+    token, so the name's tokens strictly increase."""
+    registry = wes.MemoryRegistry()
+    [old] = await registry.claim([("channel", ("c", 1))], "n", 30.0)
+    await registry.release([old])
+    [other] = await registry.claim([("channel", ("c", 2))], "n", 30.0)
+    [again] = await registry.claim([("channel", ("c", 1))], "n", 30.0)
+    assert again.token >= other.token > old.token
+    assert await registry.renew([old]) == [False]
+
+
+async def test_an_expired_name_taken_over_gets_a_greater_token() -> None:
+    """A name whose claim expired, claimed again without a release, gets a token greater
+    than the expired claim's, and the expired claim cannot be renewed."""
+    registry = wes.MemoryRegistry()
+    [old] = await registry.claim([("channel", ("c", 1))], "n", 0.01)
+    await asyncio.sleep(0.03)
+    [new] = await registry.claim([("channel", ("c", 1))], "m", 30.0)
+    assert new.token > old.token
+    assert await registry.renew([old]) == [False]
+    assert await registry.holder("channel", ("c", 1)) == "m"
