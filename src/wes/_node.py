@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import uuid
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from ._abc import Codec, Ident, Registry, Stats, Store, Transport
 from ._actor import Actor
@@ -21,14 +19,12 @@ from ._errors import (
     ActorNotHere,
     ChannelAlreadyStarted,
     ChannelNotHere,
-    ChannelNotStarted,
     InvalidName,
-    NodeNotRunning,
     UnknownRead,
     WesError,
 )
 from ._loader import read_stored
-from ._node_cluster import InCluster
+from ._node_lifecycle import Lifecycle
 from ._runtime import Runtime
 from ._specs import Spec, as_specs, check_id
 from ._starting import add_actors, start_channel
@@ -36,12 +32,10 @@ from ._stats import NullStats
 from ._turn import holding
 from ._types import ChannelRef, actor_conf, channel_conf
 
-log = logging.getLogger("wes")
-_CLOSE_CHUNK = 1000  # channels stopped at once when the node closes
 ENSURE_RACES = 8  # claims an ensure_channel may lose to other nodes before it gives up
 
 
-class Node(InCluster):
+class Node(Lifecycle):
     """Runs channels and their actors, alone or as one node of a cluster.
 
     Register types with `actor_type` and `channel_type`, then use the node inside
@@ -148,71 +142,6 @@ class Node(InCluster):
     def live_actors(self) -> int:
         """How many actors are in channels on this node now."""
         return len(self._actors)
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        """Start the node; `async with node` calls this."""
-        if self._rt.state != "new":
-            raise NodeNotRunning(f"node {self.address} was already started ({self._rt.state})")
-        self._loop = self._rt.start()
-        try:
-            await self._join()
-        except BaseException:
-            await self._rt.wind_down()
-            self._rt.state = "closed"
-            await self._close_backends()
-            raise
-
-    async def aclose(self) -> None:
-        """Stop every channel normally (saving), then close the backends. Idempotent."""
-        rt = self._rt
-        if rt.state in ("closing", "closed"):
-            return
-        if rt.state == "new":
-            rt.state = "closed"
-            await self._close_backends()
-            return
-        rt.state = "closing"
-        await self._stop_taking_calls()
-        # Stop channels many at a time so that their final saves share commits.
-        idents = list(self._channels)
-        for start in range(0, len(idents), _CLOSE_CHUNK):
-            chunk = idents[start : start + _CLOSE_CHUNK]
-            await asyncio.gather(*(self._stop_at_close(ident) for ident in chunk))
-        await rt.wind_down()
-        await self._leave()
-        rt.state = "closed"
-        await self._close_backends()
-
-    async def _stop_at_close(self, ident: Ident) -> None:
-        ch = self._channels.get(ident)
-        if ch is None:
-            return
-        try:
-            await ch.in_turn(lambda: ch.stop_in_turn("normal"))
-        except ChannelNotStarted:
-            pass
-        except Exception as exc:  # counted by the channel; dropping state silently is worse
-            log.error("channel %r could not save when the node stopped: %r", ident, exc)
-            if ch.running:
-                await ch.crash(exc)
-
-    async def _close_backends(self) -> None:
-        for backend in self._rt.backends():
-            await backend.aclose()
 
     # -- checks ---------------------------------------------------------------------------
 
