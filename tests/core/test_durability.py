@@ -544,7 +544,10 @@ async def test_stale_owner_cannot_overwrite_a_newer_owners_state(backend: Backen
             await asyncio.sleep(0.02)
         await fresh.create_channel(OTHER, [wes.create(A, 100)])
         await fresh.stop_channel(OTHER)
-        await stale.command(SESSION, "incr", 1)
+        # The stale node may also find its lease run out by its own clock (a renewal sweep
+        # late on a loaded machine) and refuse the command unexecuted: stale either way.
+        with contextlib.suppress(wes.ChannelNotStarted):
+            await stale.command(SESSION, "incr", 1)
         with contextlib.suppress(wes.WesError):
             await stale.stop_channel(SESSION)
         assert await stale.status(SESSION) is None
