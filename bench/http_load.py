@@ -5,7 +5,8 @@ httptools): `wes bank serve`, the plain bank (`plain_bank.py`: Starlette over sq
 transaction per request in the thread pool) and a bare Starlette app (`bare_app.py`). Each
 scenario is a `wrk -t2 -c32 --latency` run (5 s, 1 s with `--quick`) against wes and against
 its baseline, in rounds whose order alternates (wes first, then the baseline first), so a
-noisy neighbour hits both alike; a row's figures are the medians over the rounds:
+noisy neighbour hits both alike; a row's figures are the medians over the rounds, with each
+server's CPU time per request beside them (a figure that other processes barely move):
 
 - `GET /healthz`, a constant answer, against the bare app's `async` endpoint;
 - `GET /{account}/balance` over accounts at rest (created, funded and their sessions ended:
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import statistics
 import subprocess
@@ -97,6 +99,17 @@ class Server:
             raise RuntimeError(
                 f"{self.args} did not exit {STOP_TIMEOUT:.0f}s after SIGTERM: {self.tail()}"
             ) from None
+
+    def cpu_seconds(self) -> float | None:
+        """The CPU time the server used so far (user and system, all threads), where
+        /proc tells it: per request, a figure the noise of other processes barely moves."""
+        if self.proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def tail(self) -> str:
         try:
@@ -290,7 +303,11 @@ async def http_load(settings: Settings, want: Want) -> list[Row]:
                     lua.write_text(scenario.script)
                     for side in (wes, base) if k % 2 == 0 else (base, wes):
                         url = side.url + scenario.path
+                        before = side.cpu_seconds()
                         got = await run_wrk(wrk, url, lua, seconds, THREADS, CONNECTIONS)
+                        after = side.cpu_seconds()
+                        if before is not None and after is not None and got.requests:
+                            got.cpu_us = (after - before) / got.requests * 1e6
                         (scenario.wes if side is wes else scenario.base).append(got)
     return _rows(chosen)
 

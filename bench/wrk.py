@@ -35,6 +35,7 @@ class Result:
     p50_ms: float
     non_2xx: int  # responses with a status outside 2xx and 3xx
     socket_errors: dict[str, int]  # connect, read, write, timeout
+    cpu_us: float | None = None  # the server's CPU time per response (all its threads)
 
     @property
     def ok_rate(self) -> float:
@@ -53,6 +54,8 @@ class Result:
     def summary(self) -> str:
         """Rate and latencies in a few words, and the failures if any."""
         text = f"{self.ok_rate:,.0f} rps, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
+        if self.cpu_us is not None:
+            text += f", server CPU {self.cpu_us:.0f} us/request"
         if self.failed:
             errors = {k: v for k, v in self.socket_errors.items() if v}
             details = ", ".join(
