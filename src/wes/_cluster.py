@@ -110,7 +110,8 @@ class Cluster:
             if address == self._rt.address:
                 return LOCAL
             try:
-                return await self._call(address, op, channel, deadline, {"specs": specs})
+                fields = {"specs": specs}
+                return await self._call(address, op, channel, deadline, fields, call_chain())
             except _Refused:
                 continue
             except NodeUnreachable:
@@ -124,8 +125,9 @@ class Cluster:
     ) -> Any:
         """Run `op` on the owner of `channel`: its answer, `LOCAL` if the channel runs here
         after all, or `ABSENT` if it runs nowhere."""
+        chain = call_chain()
         # `status` takes no turn, so it cannot wait for itself: it answers, as on one node.
-        if op != "status" and channel in call_chain():
+        if op != "status" and channel in chain:
             raise ReentrantCall(
                 f"a call path holding channel {channel!r} (on another node) awaited an "
                 f"operation on it, which would wait for itself forever"
@@ -144,7 +146,11 @@ class Cluster:
                 reroutes += 1
             else:
                 try:
-                    return await self._call(owner, op, to or channel, deadline, fields)
+                    if not self.peers.is_live(owner):
+                        # Unheard for seconds (its host may be gone with its connection
+                        # left open, so NATS would still deliver to it): not sent at all.
+                        raise NodeUnreachable(f"node {owner} is not live")
+                    return await self._call(owner, op, to or channel, deadline, fields, chain)
                 except _Refused:
                     reroutes += 1  # not there after all: look again
                 except OutcomeUnknown:
@@ -220,7 +226,13 @@ class Cluster:
     # -- one node -------------------------------------------------------------------------
 
     async def _call(
-        self, address: str, op: str, to: Ident, deadline: float, fields: dict[str, Any]
+        self,
+        address: str,
+        op: str,
+        to: Ident,
+        deadline: float,
+        fields: dict[str, Any],
+        chain: tuple[Ident, ...],
     ) -> Any:
         """One request to `address`, retried while it is overloaded (or, for a read or
         `status`, unanswered) until `deadline`. Raises `_Refused` if it refused the call
@@ -238,7 +250,7 @@ class Cluster:
                 to,
                 rid=f"{self._rt.address}#{next(self._rids)}",
                 deadline=time.time() + left,
-                chain=call_chain(),
+                chain=chain,
                 max_payload=self.transport.max_payload,
                 **fields,
             )

@@ -21,7 +21,6 @@ from ._errors import (
     ChannelNotHere,
     InvalidName,
     UnknownRead,
-    WesError,
 )
 from ._loader import read_stored
 from ._node_lifecycle import Lifecycle
@@ -150,18 +149,6 @@ class Node(Lifecycle):
         for spec in out:
             self._rt.actor_conf_of(spec.actor)
         return out
-
-    def _why_not_running(self, channel: Any, name: Any = "") -> WesError:
-        """The error for an operation on `channel`, which does not run here: the first thing
-        wrong with the call, or `ChannelNotStarted` (`ChannelNotHere`)."""
-        self._rt.check_running()
-        try:
-            self._rt.channel_conf_of(channel)
-        except WesError as exc:
-            return exc
-        if not isinstance(name, str):
-            return InvalidName(f"command name must be a str, not {name!r}")
-        return ChannelNotHere(channel, f"channel {channel!r} is not running on this node")
 
     # -- operations -----------------------------------------------------------------------
 

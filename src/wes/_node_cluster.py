@@ -22,7 +22,7 @@ from ._travel import qualified_name
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
-    from ._types import ChannelRef
+    from ._types import ChannelConf, ChannelRef
 
 log = logging.getLogger("wes")
 
@@ -37,7 +37,6 @@ class InCluster:
 
     if TYPE_CHECKING:  # `Node`'s
 
-        def _why_not_running(self, channel: Any, name: Any = "") -> WesError: ...
         async def command(self, channel: Ident, name: str, /, *a: Any, **kw: Any) -> None: ...
         async def read(self, actor: Ident, name: str, /, *a: Any, **kw: Any) -> Any: ...
         async def status(self, channel: Ident) -> ChannelRef | None: ...
@@ -114,19 +113,27 @@ class InCluster:
             return None
         return self._cluster
 
+    def _checked(self, channel: Any, name: Any = "") -> ChannelConf:
+        """The channel's type, once the call on a channel not running here is found sound:
+        raises the first thing wrong with it (as a lone node would)."""
+        self._rt.check_running()
+        conf = self._rt.channel_conf_of(channel)
+        if not isinstance(name, str):
+            raise InvalidName(f"command name must be a str, not {name!r}")
+        return conf
+
     async def _command_elsewhere(
         self,
         channel: Any,
         name: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        why: WesError | None = None,
+        why: ChannelNotHere | None = None,
     ) -> None:
-        err = why or self._why_not_running(channel, name)
-        cluster = self._routed(channel) if isinstance(err, ChannelNotHere) else None
+        conf = self._checked(channel, name)
+        cluster = self._routed(channel)
         if cluster is None:
-            raise err
-        conf = self._rt.channel_conf_of(channel)
+            raise why or _not_here(channel)
         got = await cluster.command(channel, conf, name, args, kwargs)
         if got is LOCAL:
             return await self.command(channel, name, *args, **kwargs)
@@ -165,11 +172,10 @@ class InCluster:
 
     async def _elsewhere(self, op: str, channel: Any, specs: Any = None) -> None:
         """`stop_channel`, `create_actor` or `ensure_actor` of a channel not running here."""
-        err = self._why_not_running(channel)
-        cluster = self._routed(channel) if isinstance(err, ChannelNotHere) else None
+        conf = self._checked(channel)
+        cluster = self._routed(channel)
         if cluster is None:
-            raise err
-        conf = self._rt.channel_conf_of(channel)
+            raise _not_here(channel)
         fields = {} if specs is None else {"specs": specs}
         got = await cluster.at_owner(op, channel, conf, **fields)
         if got is LOCAL:
@@ -177,6 +183,10 @@ class InCluster:
             await (again(channel) if specs is None else again(channel, specs))
         elif got is ABSENT:
             raise _nowhere(channel)
+
+
+def _not_here(channel: Ident) -> ChannelNotHere:
+    return ChannelNotHere(channel, f"channel {channel!r} is not running on this node")
 
 
 def _nowhere(channel: Ident) -> ChannelNotHere:

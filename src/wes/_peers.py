@@ -50,6 +50,13 @@ class Peers:
             out.append(self.address)
         return sorted(out)
 
+    def is_live(self, address: str) -> bool:
+        """Whether `address` is this node or a peer heard from lately."""
+        if address == self.address:
+            return True
+        seen = self._seen.get(address)
+        return seen is not None and seen >= self._now() - INTERVAL * STALE_AFTER
+
     def forget(self, address: str) -> None:
         """A peer that could not take a call: not live until it is heard again."""
         self._seen.pop(address, None)

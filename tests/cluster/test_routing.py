@@ -4,6 +4,7 @@ hints only save look-ups, and a call is retried only when it certainly did not r
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from functools import partial
 
@@ -13,6 +14,7 @@ import wes
 from tests.support.cluster import cluster_of, nodes_of
 from tests.support.counters import Counter
 from tests.support.nodes import OTHER, SESSION, A, B
+from tests.support.waiting import wait_until
 
 ACTORS = {"counter": Counter}
 cluster = partial(cluster_of, ACTORS)
@@ -200,10 +202,55 @@ async def test_placement_must_be_local_or_hash() -> None:
 
 
 async def _heard_each_other(nodes: list[wes.Node]) -> None:
-    from tests.support.waiting import wait_until
-
     want = sorted(node.address for node in nodes)
     await wait_until(
         lambda: all(node._cluster.peers.live() == want for node in nodes),  # type: ignore[union-attr]
         timeout=5.0,
     )
+
+
+class GoneSilent(wes.MemoryTransport):
+    """A hub on which a node's host vanished with its connection left open: its
+    announcements stop, and requests to it are delivered but never answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.silent: set[str] = set()
+        self.sent_to_silent = 0
+
+    async def announce(self, data: bytes) -> None:
+        if json.loads(data)["node"] not in self.silent:
+            await super().announce(data)
+
+    async def request(self, address: str, data: bytes, within: float) -> bytes:
+        if address in self.silent:
+            self.sent_to_silent += 1
+            await asyncio.sleep(within)
+            raise wes.OutcomeUnknown("no answer")
+        return await super().request(address, data, within)
+
+
+async def test_an_owner_unheard_for_seconds_gets_no_call_and_is_node_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("wes._peers.STALE_AFTER", 0.3)  # intervals: 0.3 s instead of 3.5 s
+    transport = GoneSilent()
+    async with cluster(transport=transport, call_timeout=0.5) as (a, b):
+        await a.create_channel(SESSION, [wes.create(A)])
+        await b.command(SESSION, "incr")
+        transport.silent.add("n0")
+        await wait_until(lambda: "n0" not in b.peers)
+        with pytest.raises(wes.NodeUnreachable, match="not live"):
+            await b.command(SESSION, "incr")
+        assert transport.sent_to_silent == 0  # certainly not run: never sent
+        assert a._actors[A].value == 1  # type: ignore[attr-defined]
+
+
+async def test_an_unanswered_call_drops_the_owner_hint() -> None:
+    async with cluster_of({"counter": Slow}, call_timeout=0.2) as (a, b):
+        await a.create_channel(SESSION, [wes.create(A)])
+        await b.command(SESSION, "incr")
+        assert b._cluster is not None and SESSION in b._cluster._owners
+        with pytest.raises(wes.OutcomeUnknown):
+            await b.command(SESSION, "nap", 1.0)
+        assert SESSION not in b._cluster._owners  # the next call asks the registry again
