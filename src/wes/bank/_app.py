@@ -281,8 +281,11 @@ async def _body(request: Request) -> dict[str, Any]:
         raise ApiError(
             400, "invalid_json", "the client went away before sending the body"
         ) from None
+    raw = b"".join(chunks)
     try:
-        body = json.loads(b"".join(chunks), parse_int=_parse_int)
+        # What json.loads does with bytes, but with one decoder made once: json.loads
+        # builds a decoder for every call that passes parse_int (half of its 7.7 us here).
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, RecursionError):  # also bad UTF-8
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -312,6 +315,9 @@ class _HugeInt:
 def _parse_int(literal: str) -> int | _HugeInt:
     digits = len(literal.lstrip("-"))
     return int(literal) if digits <= _MAX_DIGITS else _HugeInt(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
 def _field(body: dict[str, Any], name: str) -> Any:
