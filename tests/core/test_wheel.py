@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
+import wes
+from tests.support.counters import Counter
+from wes._sweep import FAR_BUCKET
 from wes._wheel import COARSE, HORIZON, RESOLUTION, Wheel
 
 
@@ -106,3 +110,25 @@ async def test_close_forgets_everyone() -> None:
     wheel.schedule(sleeper, loop.time() + 0.01)
     await asyncio.sleep(0.08)
     assert sleeper.woken == []
+
+
+async def test_far_save_deadlines_share_one_bucket_in_the_wheel() -> None:
+    """Saves due far ahead a few milliseconds apart wait in one save bucket (one wheel
+    sleeper), never before their deadline; near ones keep a bucket per millisecond."""
+    node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
+    node.actor_type("counter", Counter)
+    node.channel_type("c", idle_timeout=None, save_interval=None)
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("counter", 1)))
+        ch = node._rt.channels[("c", 1)]
+        sweep = node._rt.sweep
+        edge = math.ceil((node._rt.now() + 30.0) / FAR_BUCKET) * FAR_BUCKET
+        sweep.schedule(ch, edge - 0.010)
+        sweep.schedule(ch, edge - 0.005)
+        now = node._rt.now()
+        sweep.schedule(ch, now + 0.5)
+        sweep.schedule(ch, now + 0.505)
+        whens = sorted(bucket.when for bucket in sweep._buckets.values())
+        assert len(whens) == 3
+        assert now + 0.5 <= whens[0] < whens[1] <= now + 0.506
+        assert edge - 0.005 <= whens[2] <= edge + 1e-9
