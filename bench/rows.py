@@ -33,7 +33,10 @@ GROUP_ROWS: dict[str, dict[str, Spec]] = {
         "read_1client": Spec("reads/s", min_ratio=5.5),
         "read_100clients": Spec("reads/s", min_ratio=1.7),
     },
-    "idle_channel_bytes": {"idle_channel_bytes": Spec("B", max_value=1000)},
+    "idle_channel_bytes": {
+        "idle_channel_bytes": Spec("B", max_value=1000),
+        "idle_channel_bytes_rss": Spec("B", max_value=1000),
+    },
     "million_channels": {
         "million_channels_rss_bytes": Spec("B", max_value=1.5e9),
         "million_channels_create_rate": Spec("channels/s"),
@@ -41,6 +44,7 @@ GROUP_ROWS: dict[str, dict[str, Spec]] = {
     "periodic_saves": {"periodic_saves": Spec("states/s", min_ratio=0.75)},
     "durable_commands": {"durable_commands": Spec("commands/s", min_ratio=2.0)},
     "timers": {"timer_p99_ms": Spec("ms", max_value=10), "timer_p99_vs_last_tick_ms": Spec("ms")},
+    "million_timers": {"timer_p99_1m_ms": Spec("ms", max_value=10)},
     "http_load": {
         "http_constant_rps": Spec("requests/s"),
         "http_balance_rps": Spec("requests/s"),

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from array import array
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any
 from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
+from idle_memory import idle_channel_bytes
+from million_timers import million_timers_in_process
 from rows import Want, names, row
 from saving import (
     DurableClients,
@@ -121,51 +122,6 @@ async def round_trips(settings: Settings, want: Want) -> list[Row]:
 
 
 # -- memory ---------------------------------------------------------------------------------
-
-
-async def idle_channel_bytes(settings: Settings, want: Want) -> list[Row]:
-    """idle_channel_bytes: traced bytes per idle channel holding one small actor."""
-    if not want("idle_channel_bytes"):
-        return []
-    n = 1000 if settings.quick else 10_000
-    reps = 1 if settings.quick else 3
-    results: list[float] = []
-    for rep in range(reps):
-        node = memory_node()
-        node.channel_type("idle")
-        async with node:
-            await start_counters(node, "bench", 100)  # warm-up: first-use caches, not per channel
-            await asyncio.sleep(0.01)
-            gc.collect()
-            tracemalloc.start()
-            try:
-                first = tracemalloc.take_snapshot() if settings.profile and rep == 0 else None
-                before = tracemalloc.get_traced_memory()[0]
-                for i in range(n):
-                    key = 1_000_000 * (rep + 1) + i
-                    await node.create_channel(("idle", key), wes.create(("counter", key)))
-                await asyncio.sleep(0.05)  # deadlines settle in the wheel
-                gc.collect()
-                after = tracemalloc.get_traced_memory()[0]
-                if first is not None:
-                    print_allocations(first, tracemalloc.take_snapshot(), n)
-            finally:
-                tracemalloc.stop()
-        results.append((after - before) / n)
-    note = f"N={n} channels, tracemalloc delta after gc, ids (str, int), all node allocations"
-    return [row("idle_channel_bytes", statistics.median(results), note=note)]
-
-
-def print_allocations(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int) -> None:
-    """With `--profile`: where the bytes of an idle channel come from, per source line."""
-    print(f"\n=== tracemalloc: bytes per idle channel by line (N={n}) ===", file=sys.stderr)
-    for stat in after.compare_to(before, "lineno")[:20]:
-        frame = stat.traceback[0]
-        print(
-            f"{stat.size_diff / n:8.1f} B {stat.count_diff / n:6.2f} blocks"
-            f"  {frame.filename}:{frame.lineno}",
-            file=sys.stderr,
-        )
 
 
 async def million_channels(settings: Settings, want: Want) -> list[Row]:
@@ -327,17 +283,31 @@ async def timers(settings: Settings, want: Want) -> list[Row]:
     """
     if not any(want(name) for name in TIMER_ROWS):
         return []
-    args = [sys.executable, str(HERE / "child.py"), "timers"]
+    return await child_rows("timers", settings, 60 if settings.quick else 240)
+
+
+async def million_timers(settings: Settings, want: Want) -> list[Row]:
+    """timer_p99_1m_ms: a million timers with leases renewing, in a child process
+    (bench/million_timers.py)."""
+    if not any(want(name) for name in names("million_timers")):
+        return []
+    return await child_rows("million_timers", settings, 100 if settings.quick else 400)
+
+
+async def child_rows(group: str, settings: Settings, seconds: float) -> list[Row]:
+    """The rows of `group` (in `CHILD_GROUPS`), measured by `child.py` in a process of its
+    own."""
+    args = [sys.executable, str(HERE / "child.py"), group]
     args += ["--quick"] * settings.quick + ["--profile"] * settings.profile
     proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 60 if settings.quick else 240)
+        out, _ = await asyncio.wait_for(proc.communicate(), seconds)
     except TimeoutError:
         proc.kill()
         await proc.wait()
         raise
     if proc.returncode != 0:
-        raise RuntimeError(f"child.py timers exited with {proc.returncode}")
+        raise RuntimeError(f"child.py {group} exited with {proc.returncode}")
     return [Row(**fields) for fields in json.loads(out.decode().strip().splitlines()[-1])]
 
 
@@ -441,9 +411,13 @@ GROUPS: list[tuple[tuple[str, ...], Group]] = [
         periodic_saves,
         durable_commands,
         timers,
+        million_timers,
     )
 ]
 """Each group with the row names it produces, in table order."""
 
-CHILD_GROUPS: dict[str, Group] = {"timers": timers_in_process}
+CHILD_GROUPS: dict[str, Group] = {
+    "timers": timers_in_process,
+    "million_timers": million_timers_in_process,
+}
 """Groups that `child.py` runs in a process of their own."""
