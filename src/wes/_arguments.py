@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from ._errors import InvalidArguments
+from ._errors import InvalidArguments, InvalidName
 
 
 class Actor(Protocol):
@@ -38,11 +38,11 @@ _MANY = 1 << 30  # "any number" of positional arguments
 
 
 class Refused(Exception):
-    """Raised by a channel when arguments do not bind before any actor ran; the node raises
-    `error` without crashing the channel (an actor that raises `InvalidArguments` itself
-    still kills it)."""
+    """Raised by a channel when arguments do not bind (or the name is no str) before any
+    actor ran; the node raises `error` without crashing the channel (an actor that raises
+    `InvalidArguments` itself still kills it)."""
 
-    def __init__(self, error: InvalidArguments) -> None:
+    def __init__(self, error: InvalidArguments | InvalidName) -> None:
         super().__init__(str(error))
         self.error = error
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._abc import Claim, Ident
 from ._arguments import Refused, binding_failed, check_command, invalid
-from ._errors import ChannelNotHere, LeaseLost, UnknownCommand
+from ._errors import ChannelNotHere, InvalidName, LeaseLost, UnknownCommand
 from ._membership import Membership
 from ._saving import Saving
 from ._timers import Timers
@@ -64,7 +64,10 @@ class Channel(Saving, Timers, Membership):
         if len(actors) == 1:
             # The usual channel: Python's own binding is the check (see `_arguments`).
             actor = actors[0]
-            handler = actor._wes_commands.get(name)
+            try:
+                handler = actor._wes_commands.get(name)
+            except TypeError:  # an unhashable name; one that is no str finds no handler
+                raise Refused(_not_a_name(name)) from None
             if handler is None:
                 return False
             try:
@@ -75,6 +78,8 @@ class Channel(Saving, Timers, Membership):
                 raise
             actor._wes_dirty = True
             return True
+        if not isinstance(name, str):
+            raise Refused(_not_a_name(name))
         check_command(name, actors, args, kwargs)
         handled = False
         for actor in actors:
@@ -115,6 +120,8 @@ class Channel(Saving, Timers, Membership):
         )
 
     def unhandled(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise _not_a_name(name)
         if self.actors:
             raise UnknownCommand(f"no actor of channel {self.id!r} handles command {name!r}")
         self.conf.runtime.event("dead_letter", name, self.id)
@@ -169,3 +176,7 @@ class Channel(Saving, Timers, Membership):
             await self.stop_in_turn("normal")
         elif pending.leaving:
             await self.leave_in_turn(pending.leaving)
+
+
+def _not_a_name(name: object) -> InvalidName:
+    return InvalidName(f"command name must be a str, not {name!r}")

@@ -165,8 +165,8 @@ class Node(Lifecycle):
             ch = None
         if ch is None:
             return await self._command_elsewhere(channel, name, args, kwargs)
-        if not isinstance(name, str):
-            raise InvalidName(f"command name must be a str, not {name!r}")
+        # A name that is no str finds no handler: `apply_sync`, `unhandled` and
+        # `_command_queued` raise `InvalidName` then, which costs this path nothing.
         loop = self._loop
         assert loop is not None
         started = loop.time()
@@ -194,13 +194,17 @@ class Node(Lifecycle):
                 ch.busy = True  # nothing was awaited since the check above: the turn is ours
                 await asyncio.shield(self._rt.spawn(ch.finish_then_pass()))
         finally:
-            if self._stats_on:  # every command a running channel received, raising or not
+            # Every command a running channel received, raising or not (a name refused as
+            # no str is not one).
+            if self._stats_on and isinstance(name, str):
                 seconds = loop.time() - started if self.stats.timed else None
                 self._rt.event("command", name, ch.id, seconds)
 
     async def _command_queued(
         self, ch: Channel, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
+        if not isinstance(name, str):
+            raise InvalidName(f"command name must be a str, not {name!r}")
         try:
             return await ch.run_command(name, args, kwargs)
         except ChannelNotHere as gone:  # it stopped, or lost its lease, before our turn
@@ -217,16 +221,17 @@ class Node(Lifecycle):
             a = None
         if a is None:
             return await self._read_elsewhere(actor, name, args, kwargs)
-        if not isinstance(name, str):
-            raise InvalidName(f"read name must be a str, not {name!r}")
         if self._stats_on:
             return await self._read_counted(a, name, args, kwargs)
-        handler = a._wes_reads.get(name)
+        try:
+            handler = a._wes_reads.get(name)  # a name that is no str finds none: `_read_slow`
+        except TypeError:
+            handler = None
         ch: Channel = a._wes_ch  # type: ignore[assignment]  # a Channel: see `_actor.Host`
         if handler is None or ch.busy:
             return await self._read_slow(a, ch, name, args, kwargs)
         now = self._loop.time()  # type: ignore[union-attr]
-        if now >= ch.lease_until:
+        if now >= ch.lease_until:  # found frozen past its lease: answer nothing stale
             return await self._read_slow(a, ch, name, args, kwargs)
         ch.last_active = now
         try:
@@ -239,6 +244,8 @@ class Node(Lifecycle):
     async def _read_counted(
         self, a: Actor, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if not isinstance(name, str):
+            raise InvalidName(f"read name must be a str, not {name!r}")
         ch: Channel = a._wes_ch  # type: ignore[assignment]  # a Channel: see `_actor.Host`
         started = self._rt.now()
         try:
@@ -250,6 +257,8 @@ class Node(Lifecycle):
     async def _read_slow(
         self, a: Actor, ch: Channel, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if not isinstance(name, str):
+            raise InvalidName(f"read name must be a str, not {name!r}")
         try:
             return await self._read_in_turn(a, ch, name, args, kwargs)
         except ActorNotHere as gone:  # its channel stopped, or lost its lease, before our turn

@@ -14,7 +14,7 @@ import wes
 from tests.support.backends import Backend
 from tests.support.claims import actor_claim
 from tests.support.counters import Counter
-from tests.support.nodes import SESSION, A, node_of
+from tests.support.nodes import SESSION, A, B, node_of
 from wes.abc import Record, Write
 
 BAD_IDS: list[Any] = ["x", ("a",), (1, "a"), ("a", 1.5), ["a", "b"], ("a", "b", "c"), None]
@@ -138,17 +138,32 @@ async def test_int_names_are_valid_ids() -> None:
 # --- command and read names --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [42, None, b"incr", ("incr",)], ids=repr)
-async def test_command_name_not_str_is_refused(bad: Any) -> None:
-    """A command name that is not a str fails with InvalidName showing it; the channel keeps
-    running."""
-    node = make_node()
+@pytest.mark.parametrize("bad", [42, None, b"incr", ("incr",), ["incr"], {"incr": 1}], ids=repr)
+@pytest.mark.parametrize("actors", [[], [A], [A, B]], ids=["empty", "one actor", "two actors"])
+async def test_command_name_not_str_is_refused(bad: Any, actors: list[Any]) -> None:
+    """A command name that is not a str (hashable or not) fails with InvalidName showing it,
+    whatever the channel holds; the channel keeps running, and stats count no command."""
+    stats = wes.MemoryStats()
+    node = make_node(stats=stats)
     async with node:
-        await node.create_channel(SESSION, [wes.create(A)])
+        await node.create_channel(SESSION, [wes.create(actor) for actor in actors])
         with pytest.raises(wes.InvalidName) as info:
             await node.command(SESSION, bad)
         assert names(str(info.value), bad), str(info.value)
         assert await node.status(SESSION) is not None
+        assert not [key for key in stats.counts() if key[0] in ("command", "dead_letter")]
+
+
+@pytest.mark.parametrize("bad", [42, ["incr"]], ids=repr)
+async def test_command_name_not_str_is_refused_on_a_busy_channel_too(bad: Any) -> None:
+    node = make_node()
+    async with node:
+        await node.create_channel(SESSION, [wes.create(A)])
+        node._channels[SESSION].busy = True  # as while another command runs
+        with pytest.raises(wes.InvalidName):
+            await node.command(SESSION, bad)
+        node._channels[SESSION].busy = False
+        await node.command(SESSION, "incr")
 
 
 @pytest.mark.parametrize("bad", [42, None, b"value", ("value",)], ids=repr)
