@@ -47,8 +47,9 @@ ROWS = names("http_load")
 HERE = Path(__file__).resolve().parent
 THREADS = 2
 CONNECTIONS = 32
-PAIRS = 100  # transfer users, each on its own pair of accounts
-AT_REST = 200  # accounts whose balances are read
+PAIRS = 100  # transfer users, each on its own pair of accounts (20 with --quick)
+AT_REST = 200  # accounts whose balances are read (40 with --quick)
+QUICK_SHARE = 5  # --quick creates a fifth of the accounts: their setup is most of its time
 FUNDS = 1_000_000  # each account's opening money
 ROUNDS = 3  # of each scenario on each side; 1 with --quick
 SETUP_CONCURRENCY = 32  # requests in flight while creating the accounts
@@ -241,8 +242,9 @@ def scenarios(settings: Settings, want: Want, pairs: list[tuple[str, str]]) -> l
             Scenario("constant", "/healthz", constant_script(), f"GET /healthz, {load}", "bare app")
         )
     if _balance(want):
-        what = f"GET /{{account}}/balance over {AT_REST} accounts at rest, {load}"
-        chosen.append(Scenario("balance", "/", balance_script(_at_rest()), what, "plain"))
+        at_rest = _at_rest(settings)
+        what = f"GET /{{account}}/balance over {len(at_rest)} accounts at rest, {load}"
+        chosen.append(Scenario("balance", "/", balance_script(at_rest), what, "plain"))
     if _transfer(want):
         what = (
             f"POST /{{from}}/transfer, {len(pairs)} users each on its own pair of accounts,"
@@ -268,17 +270,19 @@ def _seconds(settings: Settings) -> int:
     return 1 if settings.quick else 5
 
 
-def _at_rest() -> list[str]:
-    return [f"rest-{i}" for i in range(AT_REST)]
+def _at_rest(settings: Settings) -> list[str]:
+    count = AT_REST // QUICK_SHARE if settings.quick else AT_REST
+    return [f"rest-{i}" for i in range(count)]
 
 
-def _pairs() -> list[tuple[str, str]]:
-    return [(f"pair-{k}-a", f"pair-{k}-b") for k in range(PAIRS)]
+def _pairs(settings: Settings) -> list[tuple[str, str]]:
+    count = PAIRS // QUICK_SHARE if settings.quick else PAIRS
+    return [(f"pair-{k}-a", f"pair-{k}-b") for k in range(count)]
 
 
 async def http_load(settings: Settings, want: Want) -> list[Row]:
     """The rows of `ROWS` that `want` asks for."""
-    pairs = _pairs()
+    pairs = _pairs(settings)
     chosen = scenarios(settings, want, pairs)
     if not chosen:
         return []
@@ -292,10 +296,8 @@ async def http_load(settings: Settings, want: Want) -> list[Row]:
                 await stack.enter_async_context(running(args, work / f"{name}.log"))
                 for name, args in _servers(work)
             ]
-            accounts = _at_rest() + [name for pair in pairs for name in pair]
-            for server in (wes, plain):
-                await create_accounts(server.url, accounts)
-                await warm_transfers(server.url, pairs)
+            accounts = _at_rest(settings) + [name for pair in pairs for name in pair]
+            await asyncio.gather(*(_set_up(server.url, accounts, pairs) for server in (wes, plain)))
             for k in range(rounds):
                 for scenario in chosen:
                     base = bare if scenario.name == "constant" else plain
@@ -310,6 +312,11 @@ async def http_load(settings: Settings, want: Want) -> list[Row]:
                             got.cpu_us = (after - before) / got.requests * 1e6
                         (scenario.wes if side is wes else scenario.base).append(got)
     return _rows(chosen)
+
+
+async def _set_up(url: str, accounts: list[str], pairs: list[tuple[str, str]]) -> None:
+    await create_accounts(url, accounts)
+    await warm_transfers(url, pairs)
 
 
 def _servers(work: Path) -> list[tuple[str, list[str]]]:
