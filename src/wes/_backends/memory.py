@@ -75,14 +75,20 @@ class MemoryRegistry(Registry):
 
     async def renew(self, claims: Sequence[Claim]) -> list[bool]:
         now = time.monotonic()
-        return [self._renew(claim, now) for claim in claims]
-
-    def _renew(self, claim: Claim, now: float) -> bool:
-        held = self._claims[claim.kind].get(claim.ident)
-        if held is None or held.token != claim.token or held.expires <= now:
-            return False
-        held.expires = self._shared_deadline(now + held.lease)
-        return True
+        tables = self._claims
+        deadlines: dict[float, float] = {}  # by lease: one deadline for the whole call
+        renewed: list[bool] = []
+        for claim in claims:
+            held = tables[claim.kind].get(claim.ident)
+            if held is None or held.token != claim.token or held.expires <= now:
+                renewed.append(False)
+                continue
+            deadline = deadlines.get(held.lease)
+            if deadline is None:
+                deadline = deadlines[held.lease] = self._shared_deadline(now + held.lease)
+            held.expires = deadline
+            renewed.append(True)
+        return renewed
 
     async def release(self, claims: Sequence[Claim]) -> None:
         for claim in claims:
