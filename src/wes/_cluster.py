@@ -30,7 +30,7 @@ from ._specs import Spec, check_id
 from ._travel import error_from_wire
 from ._turn import call_chain
 from ._types import ActorConf, ChannelConf, ChannelRef
-from ._wire import decode_answer, decode_ref_fields, encode_request
+from ._wire import OK_NONE, decode_answer, decode_ref_fields, encode_request
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -260,6 +260,8 @@ class Cluster:
                 if not idempotent or self._rt.now() + backoff >= deadline:
                     raise
             else:
+                if raw == OK_NONE:  # most answers: a command's
+                    return None
                 answer = decode_answer(raw)
                 if answer.ok:
                     return answer.value

@@ -19,8 +19,7 @@ specs are rebuilt only from JSON values of the right shape.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn
 
 from ._abc import Ident
 from ._errors import InvalidArguments, InvalidId, InvalidName, InvalidSpec, UsageError, WesError
@@ -43,6 +42,7 @@ SPEC_MODES = frozenset({"create", "load", "load_or_create"})
 Refusal = Literal["not_here", "overloaded", "expired", "stopping"]
 REFUSALS = frozenset({"not_here", "overloaded", "expired", "stopping"})
 
+_NUMBER = (int, float)
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -61,9 +61,8 @@ class BadRequest(Exception):
         self.error = error
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A request as received and checked."""
+class Request(NamedTuple):
+    """A request as received and checked. (A named tuple: one is built per call.)"""
 
     op: str
     to: Ident
@@ -155,21 +154,22 @@ def decode_request(data: bytes) -> Request:
     deadline = body.get("deadline")
     if not isinstance(rid, str):
         raise BadRequest(UsageError(f"rid must be a str, not {rid!r}"))
-    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+    if isinstance(deadline, bool) or not isinstance(deadline, _NUMBER):
         raise BadRequest(UsageError(f"deadline must be a number, not {deadline!r}"))
     chain = body.get("chain", [])
     if not isinstance(chain, list):
         raise BadRequest(UsageError(f"chain must be a list, not {chain!r}"))
+    specs = body.get("specs", [])
     return Request(
         op,
         to,
         name if isinstance(name, str) else None,
         args,
         kwargs,
-        _specs(body.get("specs", [])),
+        _specs(specs) if specs != [] else [],
         rid,
         float(deadline),
-        tuple(_ident(item, "channel") for item in chain),
+        tuple([_ident(item, "channel") for item in chain]) if chain else (),
     )
 
 
@@ -269,8 +269,7 @@ def _fitted(error: dict[str, Any], max_payload: int) -> bytes:
     return data
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """An answer as received: exactly one of `ok` (with `value`), `refused` or `error`."""
 
     ok: bool
