@@ -94,6 +94,8 @@ class Cluster:
             got = await self.at_owner(
                 "read", home, channel_conf, to=actor, name=name, args=args, kwargs=kw
             )
+            if got is LOCAL and actor not in self._rt.actors:
+                got = ABSENT  # its channel runs here without it: it left; look again
             if got is not ABSENT:
                 return got
             self._homes.pop(actor, None)
@@ -213,9 +215,6 @@ class Cluster:
 
     def _forget(self, channel: Ident) -> None:
         self._owners.pop(channel, None)
-
-    def forget_home(self, actor: Ident) -> None:
-        self._homes.pop(actor, None)
 
     @staticmethod
     def _remember(hints: dict[Ident, Any], key: Ident, value: Any) -> None:

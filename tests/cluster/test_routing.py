@@ -254,3 +254,13 @@ async def test_an_unanswered_call_drops_the_owner_hint() -> None:
         with pytest.raises(wes.OutcomeUnknown):
             await b.command(SESSION, "nap", 1.0)
         assert SESSION not in b._cluster._owners  # the next call asks the registry again
+
+
+async def test_a_read_whose_hint_names_a_channel_here_without_the_actor_looks_again() -> None:
+    async with cluster() as (a, b):
+        await a.create_channel(SESSION, [wes.create(A)])
+        assert await b.read(A, "value") == 0  # b remembers: A is in SESSION
+        await a.stop_channel(SESSION)
+        await b.create_channel(SESSION, [wes.create(B)])  # SESSION runs on b, without A
+        with pytest.raises(wes.ActorNotActive, match="in no channel"):
+            await b.read(A, "value")
