@@ -35,9 +35,10 @@ from ._wire import OK_NONE, decode_answer, decode_ref_fields, encode_request
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-# The channel a node is serving a remote call for, in the task that runs it: that call
-# executes here or is refused, never forwarded again.
-serving: ContextVar[Ident | None] = ContextVar("wes_serving", default=None)
+# The channel (or, for a read, the actor) a node is serving a remote call for, as
+# `(kind, id)`, in the task that runs it: that call executes here or is refused, never
+# forwarded again. (Channel and actor types are apart: one id may name both.)
+serving: ContextVar[tuple[str, Ident] | None] = ContextVar("wes_serving", default=None)
 
 MAX_HINTS = 100_000  # owners and homes remembered; past it the hints start over
 MAX_REROUTES = 8  # look-ups again after "not here" before the call gives up

@@ -107,9 +107,10 @@ class InCluster:
 
     # -- operations on what does not run here ---------------------------------------------
 
-    def _routed(self, ident: Ident) -> Cluster | None:
-        """The cluster to ask, or None when this node answers alone."""
-        if self._cluster is None or serving.get() == ident:
+    def _routed(self, ident: Ident, kind: str = "channel") -> Cluster | None:
+        """The cluster to ask about the channel (or actor) `ident`, or None when this node
+        answers alone."""
+        if self._cluster is None or serving.get() == (kind, ident):
             return None
         return self._cluster
 
@@ -153,7 +154,7 @@ class InCluster:
         if not isinstance(name, str):
             raise InvalidName(f"read name must be a str, not {name!r}")
         err = why or ActorNotHere(actor, f"actor {actor!r} is in no channel on this node")
-        cluster = self._routed(actor)
+        cluster = self._routed(actor, "actor")
         if cluster is None:
             raise err
         got = await cluster.read(actor, conf, name, args, kwargs)

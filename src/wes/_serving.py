@@ -115,7 +115,8 @@ class Server:
             return encode_error_body(error_to_wire(bad.error), self._transport.max_payload)
         if req.deadline < time.time():
             return encode_refusal("expired", f"request {req.rid} arrived after its deadline")
-        serving.set(req.to)  # this task's context only: the call runs here or is refused
+        # This task's context only: the call runs here or is refused.
+        serving.set(("actor" if req.op == "read" else "channel", req.to))
         remote_chain.set(req.chain)
         try:
             value = await self._run(req)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from functools import partial
+from typing import Any, ClassVar
 
 import pytest
 
@@ -264,3 +265,22 @@ async def test_a_read_whose_hint_names_a_channel_here_without_the_actor_looks_ag
         await b.create_channel(SESSION, [wes.create(B)])  # SESSION runs on b, without A
         with pytest.raises(wes.ActorNotActive, match="in no channel"):
             await b.read(A, "value")
+
+
+class Asker(Counter):
+    """Its async command reads another actor through the node it runs on."""
+
+    nodes: ClassVar[dict[str, wes.Node]] = {}
+
+    @wes.command
+    async def ask(self, node: str, actor: list[Any]) -> None:
+        self.value = await self.nodes[node].read(tuple(actor), "value")  # type: ignore[arg-type]
+
+
+async def test_a_call_served_for_a_channel_still_routes_an_actor_of_the_same_id() -> None:
+    async with cluster_of({"counter": Asker, "session": Counter}) as (a, b):
+        Asker.nodes.update(n0=a, n1=b)
+        await a.create_channel(SESSION, [wes.create(A)])
+        await b.create_channel(OTHER, [wes.create(("session", "s1"), 7)])  # an actor, on n1
+        await b.command(SESSION, "ask", "n0", ["session", "s1"])  # served by n0 for SESSION
+        assert await b.read(A, "value") == 7
