@@ -1,4 +1,11 @@
-"""The default codec: compact UTF-8 JSON."""
+"""The default codec: compact UTF-8 JSON, written by orjson where it is installed.
+
+orjson encodes a small state ~8x faster than the standard library (saves encode a state per
+actor), but it is not a drop-in: it writes NaN and infinities as `null`, refuses integers
+beyond 64 bits and non-string keys, and reads integers beyond 64 bits as floats. So where it
+would write or read anything differently, the standard library does the work instead, and
+every state reads back exactly as the standard library's JSON would have it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,41 @@ from typing import Any
 
 from ._abc import Codec
 
+try:
+    import orjson
+except ImportError:  # PyPy, or a platform without a wheel: the standard library does it all
+    orjson = None  # type: ignore[assignment]  # tested as `orjson is None` below
 
-def _fast_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
-    """The C encoder behind `encoder`, built once (json builds a new one per call); `None`
-    where the C accelerator is missing. Saves encode a state per actor, so this matters."""
+_Encode = Callable[[Any], bytes]
+_Decode = Callable[[bytes], Any]
+
+# Integer literals orjson reads exactly fit in 64 bits (signed or not), so have at most 20
+# digits, and any that does not has 19 or more: data with a run of 19 digits anywhere (also
+# inside a string or a float: harmless) goes to the standard library, which reads every
+# integer exactly. Digits become zeros, then one search finds a run (a regex is ~10x slower).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_RUN = b"0" * 19
+_translate = bytes.translate
+_find = bytes.find  # `b in data` would first try `b` as an integer, which costs more
+# orjson refuses what the standard library refuses (dataclasses, datetimes) rather than
+# write them as objects and strings that would load as something else, and hands subclasses
+# of str, int, float, dict and list to it, which encodes them as it always did.
+_OPTION = 0
+if orjson is not None:
+    _OPTION = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+
+
+def _std_encoder() -> _Encode:
+    """The standard library's compact UTF-8 encoder, its C iterator built once (json builds
+    a new one per call)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
     make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return None
+    if make is None:  # no C accelerator
+        return lambda state: encoder.encode(state).encode()
     iterate = make(
         None,
         encoder.default,
@@ -27,29 +62,61 @@ def _fast_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
         False,  # skipkeys
         True,  # allow_nan, as json.dumps
     )
+    return lambda state: "".join(iterate(state, 0)).encode()
 
-    def encode(state: Any) -> str:
-        return "".join(iterate(state, 0))
 
-    return encode
+def _orjson_decoder(fallback: _Decode) -> _Decode:
+    """orjson, handing to `fallback` what it refuses (NaN, huge floats, lone surrogates) and
+    what may hold an integer it would read as a float."""
+    loads = orjson.loads
+    error = orjson.JSONDecodeError
+    translate, find, digits, run = _translate, _find, _DIGITS_TO_ZERO, _RUN
+
+    def decode(data: bytes) -> Any:
+        if find(translate(data, digits), run) >= 0:
+            return fallback(data)
+        try:
+            return loads(data)
+        except error:
+            return fallback(data)
+
+    return decode
 
 
 class JsonCodec(Codec):
-    """Encodes states as compact UTF-8 JSON objects."""
+    """Encodes states as compact UTF-8 JSON objects.
+
+    Whether orjson is installed changes only the speed: the bytes written by either way read
+    back the same, and a state is accepted or refused alike, except that orjson also writes
+    plain `enum.Enum` members (as their values) and `uuid.UUID`s (as strings).
+    """
 
     def __init__(self) -> None:
-        encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-        self._encode = _fast_encoder(encoder) or encoder.encode
+        self._std_encode = _std_encoder()
+        self._dumps: Callable[[Any, None, int], bytes] | None = None
+        self._decode: _Decode = json.loads
+        if orjson is not None:
+            self._dumps = orjson.dumps
+            self._decode = _orjson_decoder(json.loads)
 
     def encode(self, state: dict[str, Any]) -> bytes:
         """Encode `state`; raises `TypeError` or `ValueError` for what JSON cannot hold."""
+        dumps = self._dumps  # inline, not a function of its own: a save encodes every actor
+        if dumps is not None and type(state) is dict:
+            try:
+                data = dumps(state, None, _OPTION)
+            except TypeError:  # orjson.JSONEncodeError: big ints, non-string keys, subclasses
+                pass
+            else:
+                if _find(data, b"null") < 0:  # else None, or a NaN or infinity written as null
+                    return data
         if type(state) is not dict and not isinstance(state, dict):
             raise TypeError(f"a state must be a dict, not {type(state).__name__}")
-        return self._encode(state).encode()
+        return self._std_encode(state)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode JSON bytes into a dict; raises `ValueError` for anything else."""
-        state = json.loads(data)
+        state = self._decode(data)
         if not isinstance(state, dict):
             raise ValueError(f"stored state is a JSON {type(state).__name__}, not an object")
         return state
