@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from actors import Counter
 
 import wes
+from wes._writer import FlatWrite, flat_write_of
 from wes.abc import Record, Store, Write
 
 
 class RecordingStore(Store):
     """Wraps a store; tracks the keys still waiting for a write, and the rows of each write
-    call that were written."""
+    call that were written.
+
+    It passes on the inner store's flat writes (`wes._writer.FlatWrite`, which `SqliteStore`
+    offers the node's writer), so that the node saves through the wrapper as it would
+    through the store itself.
+    """
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
@@ -34,11 +41,38 @@ class RecordingStore(Store):
         for batch, result in zip(batches, results, strict=True):
             if result is None:
                 written += len(batch)
-                for w in batch:
-                    pending.discard(w.key)
+                pending.difference_update([w.key for w in batch])
         if written:
             self.sizes.append(written)
         return results
+
+    def _wes_flat_write(self) -> FlatWrite | None:
+        flat = flat_write_of(self.inner)
+        if flat is None:
+            return None
+
+        async def write(params: list[Any], sizes: array[int]) -> list[BaseException | None]:
+            results = await flat(params, sizes)
+            self._written_flat(params, sizes, results)
+            return results
+
+        return write
+
+    def _written_flat(
+        self, params: list[Any], sizes: array[int], results: list[BaseException | None]
+    ) -> None:
+        if not any(results):  # the usual case: every batch written
+            self.pending.difference_update(params[::4])
+            self.sizes.append(len(params) // 4)
+            return
+        start = written = 0
+        for size, result in zip(sizes, results, strict=True):
+            if result is None:
+                self.pending.difference_update(params[start : start + 4 * size : 4])
+                written += size
+            start += 4 * size
+        if written:
+            self.sizes.append(written)
 
     def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
         return self.inner.scan(prefix)

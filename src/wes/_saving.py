@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._abc import Write
+from ._actor import Actor
 from ._errors import LeaseLost, StaleToken, StateNotEncodable
 from ._state import ChannelState
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 # `Write(...)` runs the named tuple's Python-level __new__; saves build one per actor state.
 _write: Callable[[tuple[str, bytes, int, int]], Write] = partial(tuple.__new__, Write)
+_should_save = Actor.should_save
+_to_state = Actor.to_state
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
 
 
@@ -34,39 +37,53 @@ class Saving(ChannelState):
                 runtime = conf.runtime
                 runtime.sweep.schedule(self, (runtime.now() if now is None else now) + interval)
 
-    def encode_dirty(self) -> dict[Writer, list[Write]]:
-        """Encode every dirty actor that should be saved, grouped by store; clears no flag."""
+    def take_dirty(self, now: float) -> dict[Writer, list[Write]]:
+        """Encode the dirty actors that should be saved, grouped by store, for a save (the
+        caller holds the turn and writes the batches); they count as clean until `end_save`
+        says otherwise. Raises `LeaseLost` or `StateNotEncodable`, and then nothing changed.
+
+        A save sweep calls this for thousands of channels in a row, so the per-actor work is
+        inlined: no call to the default `should_save` and `to_state`, the storage key taken
+        from the claim (computed once per actor).
+        """
+        if now >= self.lease_until:
+            raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
         runtime = self.conf.runtime
         encode = runtime.codec.encode
         actor_conf = runtime.actor_conf
         batches: dict[Writer, list[Write]] = {}
         for actor in self.actors:
-            if not actor._wes_dirty or not actor.should_save():
+            if not actor._wes_dirty:
                 continue
-            ident = actor._wes_id
-            conf = actor_conf(ident[0])
+            cls = type(actor)
+            if cls.should_save is not _should_save and not actor.should_save():
+                continue
             try:
-                data = encode(actor.to_state())
+                state: dict[str, Any]
+                if cls.to_state is _to_state:  # the default: a copy of the public attributes
+                    state = actor.__dict__
+                    for name in state:
+                        if name[:1] == "_":
+                            state = actor.to_state()
+                            break
+                    else:
+                        state = state.copy()
+                else:
+                    state = actor.to_state()
+                data = encode(state)
             except Exception as exc:
+                ident = actor._wes_id
                 raise StateNotEncodable(
                     f"cannot encode the state of actor {ident!r}: {exc}", ident
                 ) from exc
-            claim = actor._wes_claim  # named by the storage key, computed once per actor
+            conf = actor_conf(actor._wes_id[0])
+            claim = actor._wes_claim
             write = _write((claim.ident[1], data, conf.cls.version, claim.token))
             batch = batches.get(conf.writer)
             if batch is None:
                 batches[conf.writer] = [write]
             else:
                 batch.append(write)
-        return batches
-
-    def take_dirty(self, now: float) -> dict[Writer, list[Write]]:
-        """Encode the dirty actors for a save (the caller holds the turn and writes the
-        batches); they count as clean until `end_save` says otherwise. Raises `LeaseLost` or
-        `StateNotEncodable`, and then nothing changed."""
-        if now >= self.lease_until:
-            raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
-        batches = self.encode_dirty()
         for actor in self.actors:
             actor._wes_dirty = False
         self.dirty = False

@@ -1,16 +1,40 @@
-"""Group commit: the saves of many channels share one store write."""
+"""Group commit: the saves of many channels share one store write.
+
+A store may take a write's rows flat (`FlatWrite`; `SqliteStore` does): then the writer keeps
+no batch while it waits, only the rows' fields in one list and the batches' sizes in an
+array. Saves build a `Write` tuple and a list per actor state; held until the write ends,
+thousands of these would survive into the collector's oldest generation and make it walk the
+whole heap (every actor of the node) about once per sweep of all channels.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from array import array
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from itertools import chain
+from typing import Any, Protocol
 
 from ._abc import Store, Write
 from ._errors import StoreUnavailable, WesError
 
 Results = list[BaseException | None]
 Group = asyncio.Future[Results]
+_flatten = chain.from_iterable
+
+
+class FlatWrite(Protocol):
+    """A store's write of flat rows: `params` holds the fields of every row (in the order of
+    `Write`) one after another, `sizes` the number of rows of each atomic batch; returns one
+    result per batch, as `Store.write`."""
+
+    async def __call__(self, params: list[Any], sizes: array[int]) -> Results: ...
+
+
+def flat_write_of(store: Store) -> FlatWrite | None:
+    """The flat write `store` offers (`_wes_flat_write()`), if any."""
+    offer: Callable[[], FlatWrite | None] | None = getattr(store, "_wes_flat_write", None)
+    return None if offer is None else offer()
 
 
 def _consume(fut: Group) -> None:
@@ -51,7 +75,10 @@ class Writer:
     ) -> None:
         self._store = store
         self._spawn = spawn
-        self._batches: list[Sequence[Write]] = []
+        self._flat = flat_write_of(store)
+        self._batches: list[Sequence[Write]] = []  # when the store takes no flat rows
+        self._params: list[Any] = []
+        self._sizes: array[int] = array("q")
         self._group: Group | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -71,8 +98,13 @@ class Writer:
         if group is None:
             group = self._group = asyncio.get_running_loop().create_future()
             group.add_done_callback(_consume)
-        first = len(self._batches)
-        self._batches.extend(batches)
+        if self._flat is None:
+            first = len(self._batches)
+            self._batches.extend(batches)
+        else:
+            first = len(self._sizes)
+            self._sizes.extend(map(len, batches))
+            self._params.extend(_flatten(_flatten(batches)))
         if self._task is None:
             self._task = self._spawn(self._run())
         return group, first
@@ -80,18 +112,27 @@ class Writer:
     async def _run(self) -> None:
         try:
             while self._group is not None:
-                batches, group = self._batches, self._group
-                self._batches, self._group = [], None
-                await self._write(batches, group)
+                group, self._group = self._group, None
+                await self._write(group)
         finally:
             self._task = None
             if self._group is not None and not self._group.done():  # cancelled on close
                 self._group.set_exception(StoreUnavailable("the node closed before the write"))
-            self._batches, self._group = [], None
+            self._group = None
+            self._batches, self._params, self._sizes = [], [], array("q")
 
-    async def _write(self, batches: list[Sequence[Write]], group: Group) -> None:
+    def _take(self) -> Coroutine[Any, Any, Sequence[BaseException | None]]:
+        """The store call that writes everything queued, which is then no longer queued."""
+        if self._flat is None:
+            batches, self._batches = self._batches, []
+            return self._store.write(batches)
+        params, sizes = self._params, self._sizes
+        self._params, self._sizes = [], array("q")
+        return self._flat(params, sizes)
+
+    async def _write(self, group: Group) -> None:
         try:
-            results = await self._store.write(batches)
+            results = await self._take()
         except asyncio.CancelledError:
             if not group.done():
                 group.set_exception(StoreUnavailable("the node closed during the write"))

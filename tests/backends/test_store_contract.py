@@ -595,3 +595,38 @@ async def test_sqlite_read_is_one_snapshot_across_connections(tmp_path: Path) ->
 
         _, reads = await asyncio.gather(write_generations(), read_all())
         assert reads > 0
+
+
+async def test_sqlite_call_of_several_statements_refuses_only_its_stale_batch(
+    tmp_path: Path,
+) -> None:
+    """A call of more rows than one SQLite statement takes is one transaction: all written,
+    or, with a stale batch in its last statement, that batch alone refused and every other
+    row of the earlier statements written once, with its own data."""
+    n = 2 * 4096 + 5
+    async with wes.SqliteStore(tmp_path / "s.db") as store:
+        await write_ok(store, *[[w(f"s/{i}", b"%d" % i, 10)] for i in range(n)])
+        await write_ok(store, [w(f"s/{n - 2}", b"newer", 50)])
+        result = await store.write([[w(f"s/{i}", b"again %d" % i, 20)] for i in range(n)])
+        assert [i for i, r in enumerate(result) if r is not None] == [n - 2]
+        got = await store.read([f"s/{i}" for i in range(n)])
+        assert got.pop(f"s/{n - 2}") == Record(b"newer", 1, 50)
+        assert got == {f"s/{i}": Record(b"again %d" % i, 1, 20) for i in range(n) if i != n - 2}
+        assert len(await scan_all(store, "s/")) == n
+
+
+def test_sqlite_statements_fit_the_parameter_limit() -> None:
+    """Rows per statement shrink to what SQLite's bound-parameter limit allows (999 before
+    SQLite 3.32), a power of two; the rest of a write is padded to at most a quarter more."""
+    from wes._backends import sqlite
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        assert sqlite._max_rows(conn) == 128
+    finally:
+        conn.close()
+    for rows in range(1, 3 * 128):
+        sizes = sqlite._statements(rows, 128)
+        assert sizes[:-1] == [128] * (len(sizes) - 1)
+        assert rows <= sum(sizes) <= rows + max(1, (rows % 128 or 128) // 4)

@@ -211,6 +211,66 @@ async def test_a_state_that_refers_to_itself_fails_its_save_and_the_channel_runs
         assert await node.status(("s", 1)) is not None
 
 
+class Refuser(wes.Actor):
+    """A `to_state` of its own that raises once `refuse` ran."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+
+    @wes.command
+    def refuse(self) -> None:
+        self.refusing = True
+
+    def to_state(self) -> dict[str, Any]:
+        if self.refusing:
+            raise LookupError("no state today")
+        return {"refusing": False}
+
+
+async def test_a_to_state_that_raises_fails_the_save_naming_the_actor() -> None:
+    """An exception from an actor's own `to_state` is a `StateNotEncodable` naming the actor,
+    chaining the exception, as the codec's own errors are."""
+    node = wes.Node(store=wes.MemoryStore())
+    node.actor_type("refuser", Refuser)
+    node.channel_type("s", durability="command")
+    async with node:
+        await node.create_channel(("s", 1), wes.create(("refuser", "r")))
+        with pytest.raises(wes.StateNotEncodable, match="'refuser', 'r'") as info:
+            await node.command(("s", 1), "refuse")
+        assert isinstance(info.value.__cause__, LookupError)
+
+
+class Mixed(wes.Actor):
+    """Public and private attributes, the default `to_state`."""
+
+    def __init__(self) -> None:
+        self.value = 1
+        self._cache = [1, 2]
+
+    @wes.command
+    def incr(self) -> None:
+        self.value += 1
+
+
+@pytest.mark.parametrize("private", [False, True])
+async def test_the_default_state_saved_is_the_public_attributes(private: bool) -> None:
+    """Saves write what the default `to_state` returns (the public attributes), whether or
+    not the actor has private ones, and leave the actor's attributes as they were."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store)
+    node.actor_type("mixed", Mixed)
+    node.channel_type("s", durability="command")
+    async with node:
+        await node.create_channel(("s", 1), wes.create(("mixed", "m")))
+        actor = node._rt.actors[("mixed", "m")]
+        assert isinstance(actor, Mixed)
+        if not private:
+            del actor._cache
+        await node.command(("s", 1), "incr")
+        assert await stored(store, "mixed/m") == actor.to_state() == {"value": 2}
+        assert vars(actor) == ({"value": 2, "_cache": [1, 2]} if private else {"value": 2})
+
+
 # --- custom codec ------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -317,3 +318,61 @@ async def test_a_channel_that_stops_while_its_saves_fail_leaves_no_streak_behind
             await node.command(("c", 1), "boom")
         assert [ch.id for ch in node._rt.sweep.failing] == [("c", 2)]
     assert node._rt.sweep.failing == {}
+
+
+class Counting(wes.SqliteStore):
+    """A SQLite store whose `write` counts the rows it is given."""
+
+    rows = 0
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        self.rows += sum(len(b) for b in batches)
+        return await super().write(batches)
+
+
+async def test_a_sqlite_store_subclass_that_changes_write_sees_every_save(
+    tmp_path: Path,
+) -> None:
+    """The node's writer hands a `SqliteStore` its rows flat, past `write`; a subclass that
+    overrides `write` gets every save through it instead."""
+    store = Counting(tmp_path / "s.db")
+    node = probe_node(store)
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: store.rows >= MANY)
+        for channel in channels:
+            await node.command(channel, "incr")
+        await wait_until(lambda: store.rows >= 2 * MANY)
+        assert await stored_values(store, MANY) == [1] * MANY
+
+
+async def test_a_sqlite_write_that_fails_fails_each_channel_of_the_sweep(tmp_path: Path) -> None:
+    """A flat write to SQLite that fails (its file closed under the node) fails every channel
+    it carried: each counts a save error and keeps running."""
+    store = wes.SqliteStore(tmp_path / "s.db")
+    stats = wes.MemoryStats()
+    node = probe_node(store, stats)
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: stats.counts().get(("save", "ok"), 0) >= MANY)
+        await store.aclose()
+        for channel in channels:
+            await node.command(channel, "incr")
+        await wait_until(lambda: stats.counts().get(("save", "error"), 0) >= MANY)
+        assert node.live_channels == MANY
+
+
+async def test_a_sqlite_write_that_fails_fails_a_durable_command(tmp_path: Path) -> None:
+    """Under durability="command" a flat write to SQLite that fails fails the command with
+    `StoreUnavailable` and stops the channel."""
+    store = wes.SqliteStore(tmp_path / "s.db")
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("probe", Probe)
+    node.channel_type("c", durability="command")
+    async with node:
+        await node.create_channel(("c", 1), wes.create(("probe", 1)))
+        await node.command(("c", 1), "incr")
+        await store.aclose()
+        with pytest.raises(wes.StoreUnavailable, match="closed"):
+            await node.command(("c", 1), "incr")
+        assert await node.status(("c", 1)) is None

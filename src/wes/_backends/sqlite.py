@@ -9,13 +9,17 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from array import array
+from collections.abc import AsyncIterator, Callable, Sequence
 from itertools import chain
-from typing import Literal
+from typing import Any, Literal
 
 from .._abc import Record, Store, Write
 from .._errors import InvalidConfig, StaleToken, StoreUnavailable
+from .._writer import FlatWrite, Results
 from ._sqlite_file import SqliteFile
+
+_flatten = chain.from_iterable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS wes_state (
@@ -25,15 +29,23 @@ CREATE TABLE IF NOT EXISTS wes_state (
     data BLOB NOT NULL
 ) WITHOUT ROWID
 """
-# Many rows per statement, in the field order of `Write`. The WHERE makes a row with an older
-# token change nothing, which the row count reveals.
+# Many rows per statement, in the field order of `Write`. Fast: a row with an older token
+# sets the token to NULL, which the NOT NULL constraint turns into an error that undoes the
+# whole statement (and then each batch is tried alone). Each: a row with an older token
+# changes nothing, which the row count reveals.
 _UPSERT_HEAD = "INSERT INTO wes_state (key, data, version, token) VALUES "
-_UPSERT_TAIL = """
+_UPSERT_FAST = """
+ON CONFLICT (key) DO UPDATE SET
+    token = CASE WHEN excluded.token >= wes_state.token THEN excluded.token END,
+    version = excluded.version, data = excluded.data
+"""
+_UPSERT_EACH = """
 ON CONFLICT (key) DO UPDATE SET
     token = excluded.token, version = excluded.version, data = excluded.data
 WHERE excluded.token >= wes_state.token
 """
-_ROWS_PER_STATEMENT = 1024  # a power of two; 4 parameters a row, far below SQLite's limit
+_FIELDS = 4  # of a `Write`, bound one parameter each
+_MAX_ROWS = 4096  # per statement, a power of two, if SQLite allows that many parameters
 _READ_CHUNK = 500  # keys per SELECT, well under SQLite's bound-parameter limit
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -44,26 +56,79 @@ def _create_table(conn: sqlite3.Connection) -> None:
 
 
 @functools.cache
-def _upsert_sql(rows: int) -> str:
-    return _UPSERT_HEAD + ",".join(["(?,?,?,?)"] * rows) + _UPSERT_TAIL
+def _upsert_sql(rows: int, tail: str) -> str:
+    return _UPSERT_HEAD + ",".join(["(?,?,?,?)"] * rows) + tail
 
 
-def _upsert(conn: sqlite3.Connection, rows: Sequence[Write]) -> int:
-    """Upsert `rows` in order; returns how many were written.
+def _max_rows(conn: sqlite3.Connection) -> int:
+    """Rows per statement: `_MAX_ROWS`, or the largest power of two SQLite's parameter limit
+    allows (999 parameters before SQLite 3.32)."""
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _FIELDS
+    return min(_MAX_ROWS, 1 << (limit.bit_length() - 1))
 
-    A few statements of many rows each, not one per row: `sqlite3` lets go of the GIL around
-    every statement step, and while the event loop is busy (encoding a save sweep, say) each
-    time it takes the GIL back can cost this thread a switch interval (5 ms). Statement sizes
-    are powers of two, so that few distinct statements are prepared (and cached).
+
+def _statements(rows: int, most: int) -> list[int]:
+    """Statement sizes for `rows` rows: `most` (a power of two) each, and the rest in one
+    statement rounded up to an eighth of its next power of two, padded with repeats of the
+    last row (a quarter of the rest at most, a sixteenth on average).
+
+    Each statement hands the GIL back and forth once (sqlite3 lets go of it while SQLite
+    works), which costs a switch interval (5 ms) while the event loop is busy encoding a save
+    sweep: so one statement for a write that fits, and few distinct ones to prepare and
+    cache (four sizes per power of two).
     """
+    sizes = [most] * (rows // most)
+    rest = rows % most
+    if rest:
+        step = max(1, (1 << (rest - 1).bit_length()) >> 3)
+        sizes.append(-(-rest // step) * step)
+    return sizes
+
+
+def _upsert_fast(conn: sqlite3.Connection, params: list[Any], most: int) -> bool:
+    """Upsert every row of `params` in the current transaction (or, if they fit in one
+    statement, in a transaction of its own); `False` if some row has an older token than the
+    stored one, and then the statement that met it wrote nothing."""
+    start = 0
+    rows = len(params) // _FIELDS
+    try:
+        for size in _statements(rows, most):
+            end = start + size * _FIELDS
+            chunk = params[start:end]
+            if len(chunk) < size * _FIELDS:  # the padded last statement
+                chunk += params[-_FIELDS:] * (size - len(chunk) // _FIELDS)
+            conn.execute(_upsert_sql(size, _UPSERT_FAST), chunk)
+            start = end
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
+def _upsert_each(conn: sqlite3.Connection, params: list[Any], most: int) -> int:
+    """Upsert the rows of `params`, skipping those with an older token; returns how many were
+    written."""
     written = 0
     start = 0
-    while start < len(rows):
-        size = min(_ROWS_PER_STATEMENT, 1 << ((len(rows) - start).bit_length() - 1))
-        chunk = rows[start : start + size]
-        written += conn.execute(_upsert_sql(size), list(chain.from_iterable(chunk))).rowcount
+    rows = len(params) // _FIELDS
+    while start < rows:
+        size = min(most, 1 << ((rows - start).bit_length() - 1))
+        chunk = params[start * _FIELDS : (start + size) * _FIELDS]
+        written += conn.execute(_upsert_sql(size, _UPSERT_EACH), chunk).rowcount
         start += size
     return written
+
+
+def _transaction(conn: sqlite3.Connection, body: Callable[[], bool]) -> bool:
+    """Run `body` in a write transaction, committed if it returns `True`, else rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        done = body()
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT" if done else "ROLLBACK")
+    return done
 
 
 class SqliteStore(Store):
@@ -90,6 +155,7 @@ class SqliteStore(Store):
             timeout=10.0,
             setup=_create_table,
         )
+        self._max_rows = 0  # rows per statement, known once the file is open
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -124,43 +190,68 @@ class SqliteStore(Store):
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         if not batches:
             return []
-        return await self._file.run(self._write_sync, [list(b) for b in batches])
+        sizes = array("q", map(len, batches))
+        return await self._write_flat(list(_flatten(_flatten(batches))), sizes)
 
-    def _write_sync(self, batches: list[list[Write]]) -> list[BaseException | None]:
+    def _wes_flat_write(self) -> FlatWrite | None:
+        """The writer's way in (`wes._writer.FlatWrite`): rows flat, no `Write` objects
+        held while the write waits; not for a subclass that changes `write`."""
+        return self._write_flat if type(self).write is SqliteStore.write else None
+
+    async def _write_flat(self, params: list[Any], sizes: array[int]) -> Results:
+        return await self._file.run(self._write_sync, params, sizes)
+
+    def _write_sync(self, params: list[Any], sizes: array[int]) -> Results:
         conn = self._file.connection()
-        rows = [w for batch in batches for w in batch]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Refusals are rare: try everything at once, and only on a short row count redo
-            # the batches one savepoint each to find which to refuse.
-            if _upsert(conn, rows) == len(rows):
-                conn.execute("COMMIT")
-                return [None] * len(batches)
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN IMMEDIATE")
-            results = [self._write_batch(conn, batch) for batch in batches]
-            conn.execute("COMMIT")
-            return results
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        most = self._max_rows
+        if most == 0:
+            most = self._max_rows = _max_rows(conn)
+        if len(params) <= most * _FIELDS:  # the usual case: one statement, its own transaction
+            written = _upsert_fast(conn, params, most)
+        else:
+            written = _transaction(conn, lambda: _upsert_fast(conn, params, most))
+        if written:
+            return [None] * len(sizes)
+        # Refusals are rare: only now redo the batches one savepoint each to find which.
+        results: Results = []
+        _transaction(conn, lambda: self._write_each(conn, params, sizes, most, results))
+        return results
 
-    def _write_batch(self, conn: sqlite3.Connection, batch: list[Write]) -> BaseException | None:
+    def _write_each(
+        self,
+        conn: sqlite3.Connection,
+        params: list[Any],
+        sizes: array[int],
+        most: int,
+        results: Results,
+    ) -> bool:
+        start = 0
+        for size in sizes:
+            end = start + size * _FIELDS
+            results.append(self._write_batch(conn, params[start:end], most))
+            start = end
+        return True
+
+    def _write_batch(
+        self, conn: sqlite3.Connection, params: list[Any], most: int
+    ) -> BaseException | None:
         conn.execute("SAVEPOINT batch")
-        if _upsert(conn, batch) == len(batch):
+        if _upsert_each(conn, params, most) == len(params) // _FIELDS:
             conn.execute("RELEASE batch")
             return None
         conn.execute("ROLLBACK TO batch")
         conn.execute("RELEASE batch")
-        for w in batch:
-            row = conn.execute("SELECT token FROM wes_state WHERE key = ?", (w.key,)).fetchone()
-            if row is not None and row[0] > w.token:
+        for i in range(0, len(params), _FIELDS):
+            key, token = params[i], params[i + 3]
+            row = conn.execute("SELECT token FROM wes_state WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] > token:
                 return StaleToken(
-                    f"write of {w.key!r} with fencing token {w.token} refused: "
+                    f"write of {key!r} with fencing token {token} refused: "
                     f"the store holds token {row[0]}"
                 )
-        return StaleToken(f"write of {len(batch)} keys refused by a newer fencing token")
+        return StaleToken(
+            f"write of {len(params) // _FIELDS} keys refused by a newer fencing token"
+        )
 
     async def scan(self, prefix: str = "") -> AsyncIterator[tuple[str, Record]]:
         for key, record in await self._file.run(self._scan_sync, prefix):
