@@ -24,14 +24,15 @@ from ._travel import error_to_wire
 from ._turn import remote_chain
 from ._types import ChannelRef, Services
 from ._wire import (
-    OK_NONE,
     BadRequest,
     Request,
+    Unsendable,
     decode_request,
     encode_error_body,
     encode_ok,
     encode_ref,
     encode_refusal,
+    encode_unsendable,
 )
 
 log = logging.getLogger("wes")
@@ -127,10 +128,11 @@ class Server:
             return encode_refusal("not_here", str(gone))
         except Exception as exc:
             return encode_error_body(error_to_wire(exc), self._transport.max_payload)
-        if value is None:  # a command's answer: no description to build
-            return OK_NONE
-        what = f"{req.op} {req.name!r} of {req.to!r}" if req.name else f"{req.op} of {req.to!r}"
-        return encode_ok(value, self._transport.max_payload, what)
+        try:
+            return encode_ok(value, self._transport.max_payload)
+        except Unsendable as why:
+            what = f"{req.op} {req.name!r} of {req.to!r}" if req.name else f"{req.op} of {req.to!r}"
+            return encode_unsendable(what, why, self._transport.max_payload)
 
     async def _run(self, req: Request) -> Any:
         node, to = self._node, req.to

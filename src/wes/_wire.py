@@ -209,31 +209,30 @@ def _specs(value: Any) -> list[Spec]:
 OK_NONE = _dumps({"wes": VERSION, "ok": None}).encode()
 
 
-def encode_ok(value: Any, max_payload: int, what: str) -> bytes:
-    """The answer carrying `value`; an error answer if JSON cannot carry it or it is over
-    `max_payload` (the caller gets that error, not a timeout)."""
+class Unsendable(Exception):
+    """A value that cannot travel as an answer; the message says why."""
+
+
+def encode_ok(value: Any, max_payload: int) -> bytes:
+    """The answer carrying `value`; `Unsendable` if JSON cannot carry it or it is over
+    `max_payload` (the caller then gets an error answer, not a timeout)."""
     if value is None:
         return OK_NONE
     try:
         data = _dumps({"wes": VERSION, "ok": value}).encode()
     except (TypeError, ValueError) as exc:
-        return encode_error_body(
-            {
-                "kind": "wes",
-                "type": "UsageError",
-                "message": f"{what}: JSON cannot carry the answer to another node: {exc}",
-            }
-        )
+        raise Unsendable(f"JSON cannot carry the answer to another node: {exc}") from None
     if len(data) > max_payload:
-        return encode_error_body(
-            {
-                "kind": "wes",
-                "type": "UsageError",
-                "message": f"{what}: the answer is "
-                f"{len(data)} bytes, over the transport's limit of {max_payload}",
-            }
+        raise Unsendable(
+            f"the answer is {len(data)} bytes, over the transport's limit of {max_payload}"
         )
     return data
+
+
+def encode_unsendable(what: str, why: Unsendable, max_payload: int) -> bytes:
+    """The error answer for an answer to `what` that could not be sent."""
+    error = {"kind": "wes", "type": "UsageError", "message": f"{what}: {why}"}
+    return encode_error_body(error, max_payload)
 
 
 def encode_refusal(reason: Refusal, message: str) -> bytes:

@@ -274,7 +274,7 @@ class Asker(Counter):
 
     @wes.command
     async def ask(self, node: str, actor: list[Any]) -> None:
-        self.value = await self.nodes[node].read(tuple(actor), "value")  # type: ignore[arg-type]
+        self.value = await self.nodes[node].read(tuple(actor), "value")
 
 
 async def test_a_call_served_for_a_channel_still_routes_an_actor_of_the_same_id() -> None:

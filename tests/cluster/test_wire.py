@@ -11,6 +11,7 @@ import wes
 from wes._wire import (
     OK_NONE,
     BadRequest,
+    Unsendable,
     decode_answer,
     decode_ref_fields,
     decode_request,
@@ -18,6 +19,7 @@ from wes._wire import (
     encode_ok,
     encode_refusal,
     encode_request,
+    encode_unsendable,
 )
 
 LIMIT = 1024 * 1024
@@ -164,22 +166,23 @@ def test_a_huge_integer_is_refused_not_parsed() -> None:
 
 
 def test_an_answer_carries_a_value_and_none_is_one_constant() -> None:
-    assert encode_ok(None, LIMIT, "x") == OK_NONE
-    answer = decode_answer(encode_ok({"a": (1, 2)}, LIMIT, "x"))
+    assert encode_ok(None, LIMIT) == OK_NONE
+    answer = decode_answer(encode_ok({"a": (1, 2)}, LIMIT))
     assert answer.ok and answer.value == {"a": [1, 2]}
 
 
-def test_a_value_json_cannot_carry_becomes_an_error_answer() -> None:
-    answer = decode_answer(encode_ok({1, 2}, LIMIT, "read 'value' of ('counter', 'a')"))
+def test_a_value_json_cannot_carry_is_unsendable_and_becomes_an_error_answer() -> None:
+    with pytest.raises(Unsendable, match="JSON cannot carry") as why:
+        encode_ok({1, 2}, LIMIT)
+    answer = decode_answer(encode_unsendable("read 'value' of ('counter', 'a')", why.value, LIMIT))
     assert not answer.ok and answer.error is not None
     assert answer.error["type"] == "UsageError"
-    assert "read 'value' of ('counter', 'a')" in answer.error["message"]
+    assert answer.error["message"].startswith("read 'value' of ('counter', 'a'): JSON cannot")
 
 
-def test_an_answer_over_the_payload_limit_becomes_an_error_answer() -> None:
-    answer = decode_answer(encode_ok("x" * 500, 100, "read 'big'"))
-    assert answer.error is not None
-    assert "over the transport's limit of 100" in answer.error["message"]
+def test_an_answer_over_the_payload_limit_is_unsendable() -> None:
+    with pytest.raises(Unsendable, match="over the transport's limit of 100"):
+        encode_ok("x" * 500, 100)
 
 
 def test_a_refusal_says_why() -> None:
