@@ -83,6 +83,11 @@ def _orjson_decoder(fallback: _Decode) -> _Decode:
     return decode
 
 
+# The cluster's wire (`_wire`) writes and reads its JSON the same way.
+ORJSON_OPTION = _OPTION
+orjson_decoder = _orjson_decoder
+
+
 class JsonCodec(Codec):
     """Encodes states as compact UTF-8 JSON objects.
 

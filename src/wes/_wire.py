@@ -19,9 +19,11 @@ specs are rebuilt only from JSON values of the right shape.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, NoReturn
 
 from ._abc import Ident
+from ._codec import ORJSON_OPTION, orjson_decoder
 from ._errors import InvalidArguments, InvalidId, InvalidName, InvalidSpec, UsageError, WesError
 from ._specs import Spec, check_id
 
@@ -42,15 +44,47 @@ SPEC_MODES = frozenset({"create", "load", "load_or_create"})
 Refusal = Literal["not_here", "overloaded", "expired", "stopping"]
 REFUSALS = frozenset({"not_here", "overloaded", "expired", "stopping"})
 
+try:
+    import orjson
+except ImportError:  # as in `_codec`: the standard library does it all then
+    orjson = None  # type: ignore[assignment]
+
 _NUMBER = (int, float)
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_std_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-_decoder = json.JSONDecoder(parse_constant=_no_constant)
+_std_decoder = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def _std_encode(value: Any) -> bytes:
+    return _std_dumps(value).encode()
+
+
+def _std_loads(data: bytes) -> Any:
+    return _std_decoder.decode(data.decode())
+
+
+if orjson is None:
+    _encode: Callable[[Any], bytes] = _std_encode
+    _loads: Callable[[bytes], Any] = _std_loads
+else:
+    _orjson_dumps = orjson.dumps
+
+    def _encode(value: Any) -> bytes:
+        """orjson where it writes what the standard library would (as in `_codec`): not
+        where it refuses (big integers, subclasses), nor where it wrote a `null`, which may
+        be a NaN or an infinity that JSON cannot carry and the standard library refuses."""
+        try:
+            data = _orjson_dumps(value, None, ORJSON_OPTION)
+        except TypeError:
+            return _std_encode(value)
+        return data if data.find(b"null") < 0 else _std_encode(value)
+
+    _loads = orjson_decoder(_std_loads)
 
 
 class BadRequest(Exception):
@@ -106,7 +140,7 @@ def encode_request(
         "chain": chain,
     }
     try:
-        data = _dumps(body).encode()
+        data = _encode(body)
     except (TypeError, ValueError) as exc:
         what = _what(op, name, to)
         raise InvalidArguments(
@@ -175,7 +209,7 @@ def decode_request(data: bytes) -> Request:
 
 def _parse(data: bytes) -> Any:
     try:
-        return _decoder.decode(data.decode())
+        return _loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(UsageError(f"a request must be JSON: {exc}")) from None
 
@@ -206,7 +240,7 @@ def _specs(value: Any) -> list[Spec]:
 
 # -- answers -------------------------------------------------------------------------------
 
-OK_NONE = _dumps({"wes": VERSION, "ok": None}).encode()
+OK_NONE = _encode({"wes": VERSION, "ok": None})
 
 
 class Unsendable(Exception):
@@ -219,7 +253,7 @@ def encode_ok(value: Any, max_payload: int) -> bytes:
     if value is None:
         return OK_NONE
     try:
-        data = _dumps({"wes": VERSION, "ok": value}).encode()
+        data = _encode({"wes": VERSION, "ok": value})
     except (TypeError, ValueError) as exc:
         raise Unsendable(f"JSON cannot carry the answer to another node: {exc}") from None
     if len(data) > max_payload:
@@ -236,17 +270,17 @@ def encode_unsendable(what: str, why: Unsendable, max_payload: int) -> bytes:
 
 
 def encode_refusal(reason: Refusal, message: str) -> bytes:
-    return _dumps({"wes": VERSION, "refused": reason, "message": message}).encode()
+    return _encode({"wes": VERSION, "refused": reason, "message": message})
 
 
 def encode_error_body(error: dict[str, Any], max_payload: int | None = None) -> bytes:
     """The error answer; one over `max_payload` is cut to fit, since a transport refuses to
     send it and its caller would wait for an answer that never comes."""
     try:
-        data = _dumps({"wes": VERSION, "error": error}).encode()
+        data = _encode({"wes": VERSION, "error": error})
     except (TypeError, ValueError):  # args JSON cannot carry: travel without them
         error = {**error, "args": None}
-        data = _dumps({"wes": VERSION, "error": error}).encode()
+        data = _encode({"wes": VERSION, "error": error})
     if max_payload is not None and len(data) > max_payload:
         return _fitted(error, max_payload)
     return data
@@ -259,12 +293,12 @@ def _fitted(error: dict[str, Any], max_payload: int) -> bytes:
     """`error` without its traceback; if still too large, also without its args (the caller
     then rebuilds `RemoteError` or the wes base) and with its message halved until it fits."""
     error = {**error, "traceback": "(cut: the answer was over the transport's payload limit)"}
-    data = _dumps({"wes": VERSION, "error": error}).encode()
+    data = _encode({"wes": VERSION, "error": error})
     message = str(error.get("message", ""))
     while len(data) > max_payload and message:
         message = message[: len(message) // 2]
         error = {**error, "args": None, "message": message + CUT}
-        data = _dumps({"wes": VERSION, "error": error}).encode()
+        data = _encode({"wes": VERSION, "error": error})
     return data
 
 
@@ -281,7 +315,7 @@ class Answer(NamedTuple):
 def decode_answer(data: bytes) -> Answer:
     """The answer; `UsageError` if the bytes are not an answer of this version."""
     try:
-        body = _decoder.decode(data.decode())
+        body = _loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UsageError(f"an answer from another node is not JSON: {exc}") from None
     if not isinstance(body, dict) or body.get("wes") != VERSION:

@@ -12,6 +12,10 @@ from wes._wire import (
     OK_NONE,
     BadRequest,
     Unsendable,
+    _encode,
+    _loads,
+    _std_encode,
+    _std_loads,
     decode_answer,
     decode_ref_fields,
     decode_request,
@@ -220,3 +224,37 @@ def test_an_answer_that_is_not_one_is_a_usage_error(data: bytes) -> None:
 def test_a_malformed_channel_ref_is_a_usage_error(value: Any) -> None:
     with pytest.raises(wes.UsageError, match="channel reference"):
         decode_ref_fields(value)
+
+
+class Name(str):
+    """A str subclass, which orjson hands back and the standard library writes."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, "x", True]},
+        {"none": None, "list": [None]},
+        {"big": 2**70, "neg": -(2**80), "edge": 2**64 - 1},
+        {"sub": Name("x"), Name("k"): 1},
+        {"nested": ((1, 2), [3, (4,)])},
+        {"text": "ünï\u2028"},
+        {"int_keys": {1: "a"}},
+    ],
+    ids=repr,
+)
+def test_the_wire_writes_and_reads_json_as_the_standard_library_does(value: Any) -> None:
+    """With orjson installed or not, the bytes on the wire mean the same."""
+    assert _loads(_encode(value)) == _std_loads(_std_encode(value)) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=repr)
+def test_the_wire_refuses_what_json_cannot_carry_whoever_writes_it(value: float) -> None:
+    with pytest.raises(ValueError):
+        _encode({"x": value})
+    with pytest.raises(ValueError):
+        _std_encode({"x": value})
+
+
+def test_the_wire_reads_integers_beyond_64_bits_exactly() -> None:
+    assert _loads(b'{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
