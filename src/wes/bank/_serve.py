@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -196,6 +197,10 @@ async def _serve_async(
                 log.info(
                     "node %s in cluster %r over %s", node.address, args.cluster, args.transport
                 )
+            # The service owns its process: what start-up built (modules, the app, the node)
+            # lives as long as it does, so full collections need not walk it again and again.
+            gc.collect()
+            gc.freeze()
             try:
                 await server.serve()
             except SystemExit:  # uvicorn's way to say it could not start; it logged why
