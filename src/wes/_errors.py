@@ -174,6 +174,9 @@ class NotHere(Exception):
 
     ident: tuple[str, str | int]
 
+    def __reduce__(self) -> tuple[type[BaseException], tuple[object, ...]]:
+        return type(self).__mro__[2], self.args  # pickled as the public class
+
 
 class ChannelNotHere(NotHere, ChannelNotStarted):
     """The channel does not run here (or lost its lease), and nothing ran."""
@@ -189,3 +192,9 @@ class ActorNotHere(NotHere, ActorNotActive):
     def __init__(self, ident: tuple[str, str | int], message: str) -> None:
         super().__init__(message)
         self.ident = ident
+
+
+# Users see these under their public names: in tracebacks, logs and stats keys (a channel
+# killed by one counts as ("stop", "ChannelNotStarted")); pickled, they are the public class.
+for _here, _public in ((ChannelNotHere, ChannelNotStarted), (ActorNotHere, ActorNotActive)):
+    _here.__name__ = _here.__qualname__ = _public.__name__

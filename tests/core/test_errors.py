@@ -4,6 +4,7 @@ cannot be decoded or migrated."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -369,3 +370,18 @@ async def test_an_actor_listed_twice_in_specs_is_refused() -> None:
             )
         ref = await node.status(SESSION)
         assert ref is not None and ref.actors == ()
+
+
+async def test_not_running_here_shows_and_pickles_as_the_public_class() -> None:
+    """What a missing channel or actor raises is `ChannelNotStarted` / `ActorNotActive` by
+    name too (tracebacks, logs, stats keys), and pickles as exactly that class."""
+    async with make_node() as node:
+        with pytest.raises(wes.ChannelNotStarted) as channel:
+            await node.command(SESSION, "incr")
+        with pytest.raises(wes.ActorNotActive) as actor:
+            await node.read(A, "value")
+    for info, public in ((channel, wes.ChannelNotStarted), (actor, wes.ActorNotActive)):
+        assert type(info.value).__name__ == public.__name__
+        again = pickle.loads(pickle.dumps(info.value))
+        assert type(again) is public
+        assert str(again) == str(info.value)
