@@ -44,14 +44,13 @@ class InCluster:
     def _setup_cluster(self, transport: Transport | None, call_timeout: Any) -> None:
         self._error_types = {}
         self._cluster = self._server = None
+        number = isinstance(call_timeout, int | float) and not isinstance(call_timeout, bool)
+        if not (number and call_timeout > 0):
+            raise InvalidConfig(f"call_timeout must be a positive number, not {call_timeout!r}")
         if transport is None:
             return
         if not isinstance(transport, Transport):
             raise InvalidConfig(f"transport must be a wes.abc.Transport, not {transport!r}")
-        if isinstance(call_timeout, bool) or not isinstance(call_timeout, int | float):
-            raise InvalidConfig(f"call_timeout must be a positive number, not {call_timeout!r}")
-        if not call_timeout > 0:
-            raise InvalidConfig(f"call_timeout must be a positive number, not {call_timeout!r}")
         rt = self._rt
         peers = Peers(rt.address, transport, rt.now, rt.spawn)
         self._cluster = Cluster(rt, transport, float(call_timeout), peers)

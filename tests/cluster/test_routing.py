@@ -186,9 +186,10 @@ async def test_closing_a_node_stops_its_channels_normally_and_callers_find_them_
 
 
 async def test_call_timeout_must_be_a_positive_number() -> None:
-    for bad in (0, -1.0, "10", True):
-        with pytest.raises(wes.InvalidConfig, match="call_timeout"):
-            wes.Node(wes.MemoryStore(), transport=wes.MemoryTransport(), call_timeout=bad)  # type: ignore[arg-type]
+    for bad in (0, -1.0, "10", True, float("nan")):
+        for transport in (wes.MemoryTransport(), None):  # a lone node checks it too
+            with pytest.raises(wes.InvalidConfig, match="call_timeout"):
+                wes.Node(wes.MemoryStore(), transport=transport, call_timeout=bad)  # type: ignore[arg-type]
 
 
 async def test_transport_must_be_a_transport() -> None:
