@@ -5,12 +5,12 @@ tells when every new state has been written."""
 from __future__ import annotations
 
 import asyncio
-import time
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from actors import Counter
+from common import calibrate, time_loop
 
 import wes
 from wes._writer import FlatWrite, flat_write_of
@@ -30,6 +30,27 @@ class RecordingStore(Store):
         self.inner = inner
         self.pending: set[str] = set()
         self.sizes: list[int] = []
+        self._written = asyncio.Event()
+
+    def expect(self, keys: set[str]) -> None:
+        """Wait (`written`) for a write of each of `keys` from now on."""
+        self.pending = set(keys)
+        self._written.clear()
+
+    async def written(self, limit: float) -> None:
+        """Until every expected key was written; `TimeoutError` after `limit` seconds.
+
+        An event, not polling: a poll every half millisecond would take the GIL from the
+        store's thread as often, and its cost would count as the node's."""
+        if self.pending:
+            await asyncio.wait_for(self._written.wait(), limit)
+
+    def _discard(self, keys: list[str]) -> None:
+        pending = self.pending
+        if pending:
+            pending.difference_update(keys)
+            if not pending:
+                self._written.set()
 
     async def read(self, keys: Sequence[str]) -> dict[str, Record]:
         return await self.inner.read(keys)
@@ -37,11 +58,10 @@ class RecordingStore(Store):
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         results = await self.inner.write(batches)
         written = 0
-        pending = self.pending
         for batch, result in zip(batches, results, strict=True):
             if result is None:
                 written += len(batch)
-                pending.difference_update([w.key for w in batch])
+                self._discard([w.key for w in batch])
         if written:
             self.sizes.append(written)
         return results
@@ -62,13 +82,13 @@ class RecordingStore(Store):
         self, params: list[Any], sizes: array[int], results: list[BaseException | None]
     ) -> None:
         if not any(results):  # the usual case: every batch written
-            self.pending.difference_update(params[::4])
+            self._discard(params[::4])
             self.sizes.append(len(params) // 4)
             return
         start = written = 0
         for size, result in zip(sizes, results, strict=True):
             if result is None:
-                self.pending.difference_update(params[start : start + 4 * size : 4])
+                self._discard(params[start : start + 4 * size : 4])
                 written += size
             start += 4 * size
         if written:
@@ -79,15 +99,6 @@ class RecordingStore(Store):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-async def wait_for(predicate: Callable[[], bool], limit: float) -> None:
-    """Poll `predicate` every half millisecond; `TimeoutError` after `limit` seconds."""
-    deadline = time.perf_counter() + limit
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.0005)
 
 
 def counter_node(store: Store, kind: str, **conf: Any) -> wes.Node:
@@ -148,13 +159,43 @@ async def saved_rounds(
     their first save; returns one round: make every actor dirty, then wait until each new
     state is written."""
     keys = {f"counter/{i}" for i in range(n)}
-    store.pending = set(keys)
+    store.expect(keys)
     channels = await start_counters(node, "saved", n)
-    await wait_for(lambda: not store.pending, seconds)
+    await store.written(seconds)
 
     async def one_round() -> None:
-        store.pending = set(keys)
+        store.expect(keys)
         await dirty_all(node, channels)
-        await wait_for(lambda: not store.pending, seconds)
+        await store.written(seconds)
 
     return one_round
+
+
+async def interleaved_pairs(
+    baseline: Callable[[int], Awaitable[None]],
+    subject: Callable[[int], Awaitable[None]],
+    seconds: float,
+    pairs: int,
+) -> tuple[float, float, str]:
+    """Rounds of `baseline` and `subject` alternated (A B A B ...), each about `seconds`
+    long; returns the baseline's and the subject's rates of the pair whose ratio is the
+    median one, and a note with the median of the per-pair ratios and their range.
+
+    A ratio per pair, not a ratio of medians: the disk's speed drifts between runs (and
+    within one), and each pair sees nearly the same disk.
+    """
+    n_base = await calibrate(baseline, seconds)
+    n_subj = await calibrate(subject, seconds)
+    rates: list[tuple[float, float]] = []
+    for _ in range(pairs):
+        base = n_base / await time_loop(baseline, n_base)
+        rates.append((base, n_subj / await time_loop(subject, n_subj)))
+    ranked = sorted(rates, key=lambda rate: rate[1] / rate[0])
+    ratios = [subj / base for base, subj in ranked]
+    base, subj = ranked[len(ranked) // 2]
+    note = (
+        f"median of {pairs} per-pair ratios (rounds alternated) {ratios[len(ratios) // 2]:.2f}x,"
+        f" range {ratios[0]:.2f}-{ratios[-1]:.2f}x; baseline {min(b for b, _ in rates):,.0f}"
+        f"-{max(b for b, _ in rates):,.0f}/s"
+    )
+    return base, subj, note

@@ -33,6 +33,7 @@ from saving import (
     RecordingStore,
     counter_node,
     dirty_all,
+    interleaved_pairs,
     saved_rounds,
     start_counters,
 )
@@ -41,6 +42,7 @@ import wes
 
 CLIENTS = 100
 CHANNELS = 1000
+DURABLE_PAIRS = {False: 7, True: 1}  # rounds of wes and of the baseline, by `--quick`
 HERE = Path(__file__).resolve().parent
 
 
@@ -239,7 +241,8 @@ async def _periodic_once(path: Path, n: int, rounds: int, settings: Settings) ->
 async def durable_commands(settings: Settings, want: Want) -> list[Row]:
     """durable_commands: commands/s with durability="command", 100 channels, one client each.
 
-    Baseline: raw upserts over 100 rows, one transaction (commit) per row.
+    Baseline: raw upserts over 100 rows, one transaction (commit) per row. Rounds of the two
+    alternate; the row shows the pair with the median per-pair ratio (see `interleaved_pairs`).
     """
     if not want("durable_commands"):
         return []
@@ -251,8 +254,8 @@ async def durable_commands(settings: Settings, want: Want) -> list[Row]:
             async with node:
                 clients = DurableClients(node, await start_counters(node, "durable", CLIENTS))
                 wes_loop = clients.loop
-                base, value = await paired_rates(
-                    raw.body, wes_loop, settings.seconds * 2, settings.reps
+                base, value, pairs = await interleaved_pairs(
+                    raw.body, wes_loop, settings.seconds * 2, DURABLE_PAIRS[settings.quick]
                 )
                 if settings.profile:
                     n = await calibrate(wes_loop, settings.seconds)
@@ -260,7 +263,7 @@ async def durable_commands(settings: Settings, want: Want) -> list[Row]:
                 stored = await stored_total(path)  # before the node's final saves
         finally:
             raw.close()
-    return [row("durable_commands", value, base, note=clients.check(stored))]
+    return [row("durable_commands", value, base, note=f"{pairs}; {clients.check(stored)}")]
 
 
 async def stored_total(path: str) -> int:
