@@ -127,12 +127,13 @@ class Leases:
         while True:
             period = self._shortest_lease() / SWEEPS_PER_LEASE
             start = self._runtime.now()
-            # Claims taken from now on wait for the next pass; claims whose channel was not
-            # running at the last pass (still starting, or never started) get one more look.
-            ring, self._ring = self._ring, []
+            # Claims taken from now on (appended past `end`) wait for the next pass; claims
+            # whose channel was not running at the last pass (still starting, or never
+            # started) get one more look.
+            end = len(self._ring)
             limbo, self._limbo = self._limbo, []
             await self._look(self._kept(self._running(limbo, missing=None)))
-            await self._walk(ring, start, period)
+            await self._walk(self._ring, end, start, period)
             self._mend()
             await asyncio.sleep(max(0.0, start + period - self._runtime.now()))
 
@@ -141,20 +142,21 @@ class Leases:
         stop (unsaved) every channel whose lease ran out. The node's own sweep does this in
         slices spread over its period."""
         running = [ch.claim for ch in self._channels.values() if ch.claim is not None]
-        await self._walk(running, self._runtime.now(), 0.0, keep=False)
+        await self._walk(running, len(running), self._runtime.now(), 0.0, keep=False)
 
     async def _walk(
-        self, ring: list[Claim], start: float, period: float, *, keep: bool = True
+        self, ring: list[Claim], total: int, start: float, period: float, *, keep: bool = True
     ) -> None:
-        """Look at the channels of `ring` in slices, evenly spread over `period` seconds;
-        with `keep`, the claims of channels still running go back into the ring.
+        """Look at the channels of the first `total` claims of `ring` in slices, evenly
+        spread over `period` seconds. With `keep`, the ring is compacted in place as it
+        goes: the claims of channels still running stay, in their order, the others leave
+        (a second list of a million claims would cost 8 bytes a channel while it is built).
 
         A walk kept from its turns (a loop busy with other work) catches up with its
         schedule at the next turn it gets: leases must not run out because the node is
         busy."""
-        total = len(ring)
         size = max(MIN_SLICE, math.ceil(total * SLICE_EVERY / period) if period else 0)
-        done = 0
+        done = kept = 0
         while done < total:
             await asyncio.sleep(max(0.0, start + period * done / total - self._runtime.now()))
             upto = total
@@ -163,11 +165,17 @@ class Leases:
                 upto = min(total, max(upto, done + size))
             for first in range(done, upto, size):
                 part = ring[first : min(first + size, upto)]
-                if keep:
-                    await self._look(self._kept(self._running(part, self._limbo)))
-                else:
+                if not keep:
                     await self._look(self._running(part, None))
+                    continue
+                channels = self._running(part, self._limbo)
+                claims = [ch.claim for ch in channels if ch.claim is not None]
+                ring[kept : kept + len(claims)] = claims  # over claims already walked
+                kept += len(claims)
+                await self._look(channels)
             done = upto
+        if keep:
+            del ring[kept:total]  # claims appended meanwhile move down, in order
 
     def _kept(self, channels: list[Channel]) -> list[Channel]:
         """Put the claims of `channels` back into the ring, for the next pass."""
