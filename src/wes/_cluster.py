@@ -75,11 +75,6 @@ class Cluster:
 
     # -- the operations -------------------------------------------------------------------
 
-    async def command(
-        self, channel: Ident, conf: ChannelConf, name: str, args: tuple[Any, ...], kw: Any
-    ) -> Any:
-        return await self.at_owner("command", channel, conf, name=name, args=args, kwargs=kw)
-
     async def read(
         self, actor: Ident, conf: ActorConf, name: str, args: tuple[Any, ...], kw: Any
     ) -> Any:
@@ -139,7 +134,7 @@ class Cluster:
         backoff = FIRST_BACKOFF
         reroutes = 0  # "not here" answers; an unreachable owner is retried until the deadline
         while reroutes < MAX_REROUTES:
-            owner = await self._owner(channel, conf)
+            owner = self._owners.get(channel) or await self._owner(channel, conf)
             if owner is None:
                 return ABSENT
             if owner == self._rt.address:

@@ -134,7 +134,7 @@ class InCluster:
         cluster = self._routed(channel)
         if cluster is None:
             raise why or _not_here(channel)
-        got = await cluster.command(channel, conf, name, args, kwargs)
+        got = await cluster.at_owner("command", channel, conf, name=name, args=args, kwargs=kwargs)
         if got is LOCAL:
             return await self.command(channel, name, *args, **kwargs)
         if got is ABSENT:

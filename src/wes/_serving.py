@@ -104,7 +104,10 @@ class Server:
             self.in_flight -= 1
             if self._drained is not None and not self.in_flight:
                 self._drained.set()
-        await _send(reply, answer)
+        try:  # `_send`, inline: this runs for every call
+            await reply(answer)
+        except Exception as exc:
+            log.debug("could not answer a remote call: %r", exc)
 
     # -- answering ------------------------------------------------------------------------
 
