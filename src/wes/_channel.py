@@ -48,7 +48,6 @@ class Channel(Saving, Timers, Membership):
         self.last_active = now
         self.save_retry = None
         self.lease_until = now + conf.lease
-        self.renewing = False
         self.wake_slot = None
 
     def __repr__(self) -> str:

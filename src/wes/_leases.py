@@ -54,6 +54,9 @@ class Leases:
         # slices, where the node's map of channels would have to be copied whole (a million
         # objects touched at once, tens of milliseconds) for each sweep.
         self._ring: list[Claim] = []
+        # Channels whose renewal is in flight: a set here rather than a flag in a slot of
+        # every channel (16 bytes each of a million idle channels).
+        self._renewing: set[Channel] = set()
         self._limbo: list[Claim] = []  # claims whose channel was not running at their pass
 
     async def claim(
@@ -207,15 +210,16 @@ class Leases:
         """Stop the channels whose lease ran out; return those due for a renewal."""
         now = self._runtime.now()
         due: list[Channel] = []
+        renewing = self._renewing
         for ch in channels:
-            if ch.renewing or not ch.running:
+            if ch in renewing or not ch.running:
                 continue
             if now >= ch.lease_until:
                 ch.crash_later(
                     LeaseLost(f"channel {ch.id!r} could not renew its lease"), lease_lost=True
                 )
             elif ch.lease_until - now <= ch.conf.lease * RENEW_WHEN_LEFT:
-                ch.renewing = True
+                renewing.add(ch)
                 due.append(ch)
         return due
 
@@ -230,8 +234,13 @@ class Leases:
                 if ch.claim is not None and id(ch.claim) not in ring
             ]
 
-    async def _renew(self, channels: list[Channel]) -> None:
-        channels = [ch for ch in channels if ch.claim is not None]
+    async def _renew(self, due: list[Channel]) -> None:
+        try:
+            await self._renew_running([ch for ch in due if ch.claim is not None])
+        finally:
+            self._renewing.difference_update(due)  # also those that stopped meanwhile
+
+    async def _renew_running(self, channels: list[Channel]) -> None:
         claims: list[Claim] = []
         counts: list[int] = []
         for ch in channels:  # `ch.claims()`, inline: this runs for a million channels
@@ -244,8 +253,6 @@ class Leases:
             await self._renew_in(registries.pop(), channels, claims, counts)
         else:
             await self._renew_across(channels)
-        for ch in channels:
-            ch.renewing = False  # those that stopped meanwhile
 
     def _registries(self, claims: list[Claim]) -> set[Registry]:
         """The registries that hold `claims`, asking the node once per type or scope."""
@@ -266,10 +273,8 @@ class Leases:
         sent_at = self._runtime.now()
         try:
             results = await registry.renew(claims)
-        except Exception as exc:
+        except Exception as exc:  # they serve on until their deadlines; the next sweep retries
             log.warning("lease renewal failed: %r", exc)
-            for ch in channels:
-                ch.renew_failed()
             return
         untils = _Untils(sent_at)
         i = 0
@@ -305,9 +310,7 @@ class Leases:
         for ch, got in answers.items():
             if False in got:
                 ch.renewed(False, sent_at)
-            elif None in got:
-                ch.renew_failed()
-            else:
+            elif None not in got:
                 ch.renewed(True, untils.of(ch))
 
 

@@ -175,12 +175,7 @@ class Membership(ChannelState):
         the renewal was sent plus the lease)."""
         if not self.running:
             return
-        self.renewing = False
         if ok:
             self.lease_until = until
         else:
             self.crash_later(LeaseLost(f"channel {self.id!r} lost its lease"), lease_lost=True)
-
-    def renew_failed(self) -> None:
-        """The registry did not answer; the next sweep retries, until the lease runs out."""
-        self.renewing = False

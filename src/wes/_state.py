@@ -50,7 +50,6 @@ class ChannelState(Turn):
         "last_active",
         "lease_until",
         "pending",
-        "renewing",
         "save_retry",
         "timers",
         "wake_slot",
@@ -66,7 +65,6 @@ class ChannelState(Turn):
     last_active: float
     save_retry: float | None  # the last backoff delay after a failed save
     lease_until: float
-    renewing: bool
     wake_slot: list[Any] | None  # the wheel's
 
     @property

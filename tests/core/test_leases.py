@@ -149,3 +149,33 @@ async def test_an_expired_name_taken_over_gets_a_greater_token() -> None:
     assert new.token > old.token
     assert await registry.renew([old]) == [False]
     assert await registry.holder("channel", ("c", 1)) == "m"
+
+
+class Slow(DelegatingRegistry):
+    """Renewals wait for `go`; counts the renewals sent."""
+
+    def __init__(self) -> None:
+        super().__init__(wes.MemoryRegistry())
+        self.go = asyncio.Event()
+        self.sent = 0
+
+    async def renew(self, claims: Sequence[Claim]) -> list[bool]:
+        self.sent += 1
+        await self.go.wait()
+        return await self.inner.renew(claims)
+
+
+async def test_a_channel_whose_renewal_is_in_flight_is_not_renewed_again_meanwhile() -> None:
+    """Sweeps that find a channel's renewal still unanswered leave it alone; once the answer
+    comes, the next sweeps renew it again."""
+    registry = Slow()
+    async with make_node(registry, wes.MemoryStats(), lease=3.0) as node:
+        await start(node, 1)
+        await wait_until(lambda: registry.sent == 1)
+        await asyncio.sleep(1.0)  # two sweeps (every 0.5 s) while the first is unanswered
+        assert registry.sent == 1
+        assert node._rt.leases._renewing
+        registry.go.set()
+        await wait_until(lambda: not node._rt.leases._renewing)
+        await wait_until(lambda: registry.sent >= 2)
+        assert node.live_channels == 1
