@@ -45,9 +45,10 @@ class Channel(Saving, Timers, Membership):
         self.dirty = False
         self.pending = None
         self.timers = None
-        self.last_active = now
+        stamp = conf.runtime.stamp
+        self.last_active = stamp(now)
         self.save_retry = None
-        self.lease_until = now + conf.lease
+        self.lease_until = stamp(now + conf.lease)
         self.wake_slot = None
 
     def __repr__(self) -> str:

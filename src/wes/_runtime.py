@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Coroutine
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from ._writer import Writer
 log = logging.getLogger("wes")
 
 DEFAULT_LEASE = 30.0  # the renewal sweep's period before any channel type is registered
+_STAMPS = 64  # recent times `stamp` keeps to share
 
 
 class Runtime:
@@ -54,6 +56,7 @@ class Runtime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wheel: Wheel | None = None
         self.state: Literal["new", "running", "closing", "closed"] = "new"
+        self._stamps: dict[float, float] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -77,6 +80,19 @@ class Runtime:
     def now(self) -> float:
         assert self.loop is not None
         return self.loop.time()
+
+    def stamp(self, t: float) -> float:
+        """`t` rounded down to the millisecond, as the very float object an earlier call
+        returned for it lately: channels started in the same millisecond share their start
+        and lease times (a float is 24 bytes, and a million idle channels keep two).
+        Rounding down keeps a lease on the safe side."""
+        rounded = math.floor(t * 1000.0) / 1000.0
+        shared = self._stamps.get(rounded)
+        if shared is None:
+            if len(self._stamps) >= _STAMPS:
+                self._stamps.clear()
+            shared = self._stamps[rounded] = rounded
+        return shared
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task the node tracks, cancels and awaits on close."""

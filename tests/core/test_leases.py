@@ -103,9 +103,9 @@ async def test_channels_renewed_together_share_one_deadline() -> None:
     async with make_node(wes.MemoryRegistry(), stats, lease) as node:
         await start(node, 3)
         channels = list(node._rt.channels.values())
+        for i, ch in enumerate(channels):  # due (less than half the lease left), apart
+            ch.lease_until = ch.lease_until - lease * 0.6 - i / 1e6
         assert len({id(ch.lease_until) for ch in channels}) == 3
-        for ch in channels:
-            ch.lease_until -= lease * 0.6  # due: less than half the lease left
         await node._rt.leases.sweep()
         assert len({id(ch.lease_until) for ch in channels}) == 1
         assert ("stop", "lease_lost") not in stats.counts()
@@ -179,3 +179,18 @@ async def test_a_channel_whose_renewal_is_in_flight_is_not_renewed_again_meanwhi
         await wait_until(lambda: not node._rt.leases._renewing)
         await wait_until(lambda: registry.sent >= 2)
         assert node.live_channels == 1
+
+
+async def test_channels_started_together_share_their_time_floats_and_round_leases_down() -> None:
+    """A lease deadline is never later than the claim request plus the lease (rounded down
+    to the millisecond), and channels started in one millisecond share the float objects."""
+    async with make_node(wes.MemoryRegistry(), wes.MemoryStats(), lease=30.0) as node:
+        before = node._rt.now()
+        await start(node, 50)
+        after = node._rt.now()
+        channels = list(node._channels.values())
+        for ch in channels:
+            assert before + 30.0 - 0.001 <= ch.lease_until <= after + 30.0
+            assert ch.lease_until == round(ch.lease_until, 3)
+        assert len({id(ch.lease_until) for ch in channels}) < len(channels)
+        assert node._rt.stamp(1.0009) is node._rt.stamp(1.0001) == 1.0
