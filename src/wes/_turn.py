@@ -41,7 +41,10 @@ remote_chain: contextvars.ContextVar[tuple[Ident, ...]] = contextvars.ContextVar
 
 def call_chain() -> tuple[Ident, ...]:
     """The channels whose turn the current call path holds, on this node and others."""
-    return remote_chain.get() + tuple(ch.id for ch in _holding.get())
+    held = _holding.get()
+    if not held:  # most calls: no handler up the call path awaits them
+        return remote_chain.get()
+    return remote_chain.get() + tuple([ch.id for ch in held])
 
 
 class Turn:
