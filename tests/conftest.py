@@ -15,6 +15,8 @@ Where to add a test: the package mirrors the library, one module per concept.
 | timers; the timer wheel                             | core/test_timers.py, test_wheel |
 | periodic saves and the save sweep                   | core/test_save_sweep.py         |
 | durability modes, leases, fencing in one process    | core/test_durability.py         |
+| the renewal sweep's slices and ring                 | core/test_leases.py             |
+| the JSON codec and what it promises                 | core/test_codec.py              |
 | the errors raised and their messages                | core/test_errors.py             |
 | the public names (`wes`, `wes.abc`)                 | core/test_public_api.py         |
 | what every store must do                            | backends/test_store_contract.py |
