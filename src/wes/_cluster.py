@@ -178,9 +178,7 @@ class Cluster:
         return None  # held by this node yet not running: a stop or a failed start settling
 
     async def _owner(self, channel: Ident, conf: ChannelConf) -> str | None:
-        owner = self._owners.get(channel)
-        if owner is not None:
-            return owner
+        """The registry's holder of `channel` (the caller tried the hint first), remembered."""
         try:
             holder = await conf.registry.holder("channel", channel)
         except WesError:

@@ -32,10 +32,14 @@ def own_nats() -> Iterator[NatsServer]:
         yield server
 
 
-def pair(url: str, cluster: str = "t", **settings: object) -> list[wes.Node]:
+def pair(
+    url: str, cluster: str = "t", actor: type[wes.Actor] = Counter, **settings: object
+) -> list[wes.Node]:
+    """Nodes `n0` and `n1`, each with a NatsTransport of its own, sharing memory backends."""
     store, registry = wes.MemoryStore(), wes.MemoryRegistry()
     return [
-        make_node(
+        node_of(
+            {"counter": actor},
             store,
             registry,
             transport=wes.NatsTransport(url, cluster=cluster),
@@ -115,17 +119,7 @@ async def test_an_answer_over_the_servers_limit_is_an_error_answer() -> None:
             return "x" * 5000
 
     with nats_server(max_payload=4096) as server:
-        store, registry = wes.MemoryStore(), wes.MemoryRegistry()
-        a, b = (
-            node_of(
-                {"counter": Big},
-                store,
-                registry,
-                transport=wes.NatsTransport(server.url),
-                address=f"n{i}",
-            )
-            for i in range(2)
-        )
+        a, b = pair(server.url, actor=Big)
         async with a, b:
             await a.create_channel(SESSION, [wes.create(A)])
             with pytest.raises(wes.UsageError, match="over the transport's limit of 4096"):
@@ -168,18 +162,7 @@ async def test_a_node_that_cannot_reach_nats_does_not_start() -> None:
 async def test_a_slow_command_over_nats_is_outcome_unknown_after_call_timeout(
     nats_url: str,
 ) -> None:
-    store, registry = wes.MemoryStore(), wes.MemoryRegistry()
-    a, b = (
-        node_of(
-            {"counter": Slow},
-            store,
-            registry,
-            transport=wes.NatsTransport(nats_url, cluster="slow"),
-            address=f"n{i}",
-            call_timeout=0.3,
-        )
-        for i in range(2)
-    )
+    a, b = pair(nats_url, "slow", Slow, call_timeout=0.3)
     async with a, b:
         await a.create_channel(SESSION, [wes.create(A)])
         with pytest.raises(wes.OutcomeUnknown):

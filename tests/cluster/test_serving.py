@@ -157,6 +157,13 @@ async def test_an_answer_over_the_payload_limit_is_an_error_not_a_timeout() -> N
             await b.read(A, "blob")
 
 
+async def test_a_request_over_the_payload_limit_is_refused_unsent_by_the_memory_transport() -> None:
+    """As NatsTransport does: `InvalidArguments` at once, never a retried `NodeUnreachable`."""
+    async with cluster(transport=wes.MemoryTransport(max_payload=100)) as (a, _):
+        with pytest.raises(wes.InvalidArguments, match="over the limit of 100"):
+            await ask(a, b"x" * 101)
+
+
 async def test_keyword_arguments_travel_by_name() -> None:
     async with cluster() as (a, b):
         await a.create_channel(SESSION, [wes.create(A)])

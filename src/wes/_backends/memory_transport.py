@@ -54,8 +54,8 @@ class MemoryTransport(Transport):
         listener = self._listeners.get(address)
         if listener is None or listener.on_request is None:
             raise NodeUnreachable(f"no node listens at {address!r}")
-        if len(data) > self._max_payload:
-            raise NodeUnreachable(
+        if len(data) > self._max_payload:  # refused unsent, as by NatsTransport
+            raise InvalidArguments(
                 f"a request of {len(data)} bytes is over the limit of {self._max_payload}"
             )
         loop = asyncio.get_running_loop()
