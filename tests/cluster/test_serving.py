@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import wes
-from tests.support.cluster import cluster_of
+from tests.support.cluster import cluster_of, nodes_of
 from tests.support.counters import Counter
 from tests.support.nodes import SESSION, A
 from tests.support.waiting import wait_until
@@ -171,3 +171,20 @@ async def test_keyword_arguments_travel_by_name() -> None:
         assert await b.read(A, "value") == 4
         with pytest.raises(wes.InvalidArguments):
             await b.command(SESSION, "incr", m=4)
+
+
+async def test_a_node_closing_under_a_call_longer_than_call_timeout_says_so_and_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing waits for the calls in flight at most `call_timeout`, then logs how many still
+    run, and stops its channels normally (the running command finishes first)."""
+    a, b = nodes_of({"counter": Slow}, 2, call_timeout=0.2)
+    async with b:
+        async with a:
+            await a.create_channel(SESSION, [wes.create(A)])
+            call = asyncio.ensure_future(b.command(SESSION, "nap", 0.5))
+            await wait_until(lambda: a._server is not None and a._server.in_flight == 1)
+        assert "1 remote calls still running as the node stops" in caplog.text
+        assert a.live_channels == 0
+        with pytest.raises(wes.OutcomeUnknown):
+            await call
