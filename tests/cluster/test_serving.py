@@ -188,3 +188,26 @@ async def test_a_node_closing_under_a_call_longer_than_call_timeout_says_so_and_
         assert a.live_channels == 0
         with pytest.raises(wes.OutcomeUnknown):
             await call
+
+
+class Failing(wes.MemoryTransport):
+    """A hub whose unlisten and leave fail, as a broken connection's would."""
+
+    async def unlisten(self, address: str) -> None:
+        raise ConnectionError("gone")
+
+    async def leave(self, address: str) -> None:
+        raise ConnectionError("gone")
+
+
+async def test_a_transport_failing_as_the_node_closes_is_logged_and_the_node_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = wes.MemoryStore()
+    async with cluster(transport=Failing(), store=store) as (a, _):
+        await a.create_channel(SESSION, [wes.create(A)])
+        await a.command(SESSION, "incr")
+    assert "could not stop taking remote calls" in caplog.text
+    assert "could not leave the cluster's transport" in caplog.text
+    assert a.live_channels == 0
+    assert (await store.read(["counter/a"]))["counter/a"]  # saved on the way out
