@@ -265,10 +265,8 @@ class Cluster:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    def ref(self, value: Any) -> ChannelRef | None:
-        """A `ChannelRef` from an answer's value (None stays None)."""
-        if value is None:
-            return None
+    def ref(self, value: Any) -> ChannelRef:
+        """The `ChannelRef` an answer's value holds; `UsageError` if it holds none."""
         ident, owner, actors = decode_ref_fields(value)
         return ChannelRef(ident, owner, actors)
 

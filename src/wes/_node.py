@@ -333,7 +333,7 @@ class Node(Lifecycle):
         if cluster is not None:
             got = await cluster.place("create_channel", channel, conf, spec_list)
             if got is not LOCAL:
-                return cluster.ref(got)  # type: ignore[return-value]
+                return cluster.ref(got)
         return self._ref(await start_channel(self._rt, channel, conf, spec_list))
 
     async def ensure_channel(self, channel: Ident, specs: Any = ()) -> ChannelRef:
@@ -374,7 +374,7 @@ class Node(Lifecycle):
             if got is ABSENT:
                 got = await cluster.place("ensure_channel", channel, conf, specs)
             if got is not LOCAL:
-                return cluster.ref(got)  # type: ignore[return-value]
+                return cluster.ref(got)
         return self._ref(await start_channel(self._rt, channel, conf, specs))
 
     async def create_actor(self, channel: Ident, specs: Any) -> None:

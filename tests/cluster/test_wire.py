@@ -219,6 +219,7 @@ def test_an_answer_that_is_not_one_is_a_usage_error(data: bytes) -> None:
         {"id": ["session", "s1"], "owner": 3, "actors": []},
         {"id": ["session", "s1"], "owner": "n0", "actors": [["counter"]]},
         "ref",
+        None,  # where create_channel or ensure_channel wants a reference
     ],
 )
 def test_a_malformed_channel_ref_is_a_usage_error(value: Any) -> None:
