@@ -285,3 +285,18 @@ async def test_a_call_served_for_a_channel_still_routes_an_actor_of_the_same_id(
         await b.create_channel(OTHER, [wes.create(("session", "s1"), 7)])  # an actor, on n1
         await b.command(SESSION, "ask", "n0", ["session", "s1"])  # served by n0 for SESSION
         assert await b.read(A, "value") == 7
+
+
+async def test_hash_placement_skips_a_node_that_refuses_as_stopping() -> None:
+    async with cluster(count=3, placement="hash") as nodes:
+        await _heard_each_other(nodes)
+        assert nodes[2]._server is not None
+        nodes[2]._server.accepting = False  # the first step of closing: it refuses calls
+        channels = [("session", i) for i in range(30)]
+        to_c = [ch for ch in channels if nodes[0]._cluster.peers.rank(ch)[0] == "n2"]  # type: ignore[union-attr]
+        assert to_c
+        for channel in to_c:
+            ref = await nodes[0].ensure_channel(channel)
+            assert ref.owner in ("n0", "n1")
+        assert nodes[2].live_channels == 0
+        nodes[2]._server.accepting = True
