@@ -100,6 +100,53 @@ async def test_a_request_sent_and_unanswered_is_outcome_unknown(nats_url: str) -
         await transport.aclose()
 
 
+async def test_concurrent_requests_each_get_their_own_answer(nats_url: str) -> None:
+    transport = wes.NatsTransport(nats_url)
+
+    def echo(data: bytes, reply: wes.abc.Reply) -> None:
+        asyncio.get_running_loop().create_task(reply(b"re:" + data))
+
+    try:
+        await transport.listen("echo", echo, lambda data: None)
+        sent = [str(i).encode() for i in range(300)]
+        got = await asyncio.gather(*(transport.request("echo", d, 5.0) for d in sent))
+        assert got == [b"re:" + d for d in sent]
+    finally:
+        await transport.aclose()
+
+
+async def test_a_request_awaiting_its_answer_as_the_transport_closes_is_outcome_unknown(
+    nats_url: str,
+) -> None:
+    transport = wes.NatsTransport(nats_url)
+    await transport.listen("mute", lambda data, reply: None, lambda data: None)
+    call = asyncio.ensure_future(transport.request("mute", b"{}", 30.0))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await transport.aclose()
+    with pytest.raises(wes.OutcomeUnknown, match="closed before the answer came"):
+        await call
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.nats  # a server of its own
+async def test_a_request_awaiting_its_answer_when_the_server_goes_is_outcome_unknown_at_once(
+    own_nats: NatsServer,
+) -> None:
+    transport = wes.NatsTransport(own_nats.url)
+    try:
+        await transport.listen("mute", lambda data, reply: None, lambda data: None)
+        call = asyncio.ensure_future(transport.request("mute", b"{}", 30.0))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        own_nats.stop()
+        with pytest.raises(wes.OutcomeUnknown, match="broke before the answer came"):
+            await call
+        assert time.monotonic() - started < 5.0  # not the 30 s it was given
+    finally:
+        await transport.aclose()
+
+
 @pytest.mark.nats  # a server of its own
 async def test_a_request_over_the_servers_limit_is_invalid_arguments() -> None:
     with nats_server(max_payload=4096) as server:

@@ -4,19 +4,27 @@ Each node listens on `<cluster>.node.<address>`; announcements go to `<cluster>.
 nats-py runs one subscription's callbacks one at a time, so the callback only hands each
 message to the node (which makes a task of it) and never awaits channel work.
 
+Requests are published with a reply subject under one inbox subscription per connection
+(`_Replies`), as nats-py's own `request` does, but each with a counter's token where
+`request` draws random bytes from the OS, and one timer where it runs `wait_for`: that is
+most of what a call costs its caller.
+
 Failures are told apart as the node needs them: "no responders" (nobody listens at that
 address) and "not connected" mean the request certainly reached no node
-(`NodeUnreachable`); a request that was sent and got no answer in time is
-`OutcomeUnknown`. A request is never handed to nats-py while it is disconnected: nats-py
-would buffer it and send it after reconnecting, long after its caller gave up.
+(`NodeUnreachable`); a request that was sent and got no answer in time, or whose
+connection broke or closed before the answer came, is `OutcomeUnknown`. A request is never
+handed to nats-py while it is disconnected: nats-py would buffer it and send it after
+reconnecting, long after its caller gave up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._abc import OnAnnounce, OnRequest, Transport
 from .._errors import InvalidArguments, InvalidConfig, NodeUnreachable, OutcomeUnknown
@@ -38,6 +46,8 @@ FIRST_CONNECT_TRIES = 3
 MAX_SUBJECTS = 10_000  # node addresses whose subjects are kept; past it they start over
 _CLUSTER = re.compile(r"[A-Za-z0-9_-]+")
 _UNSAFE = re.compile(rb"[^A-Za-z0-9_:\-]")
+_STATUS = "Status"  # the header of an answer the server sent itself
+_NO_RESPONDERS = "503"
 
 
 def subject_token(address: str) -> str:
@@ -55,7 +65,7 @@ class NatsTransport(Transport):
 
     def __init__(self, url: str, *, cluster: str = "wes") -> None:
         try:
-            import nats  # noqa: F401 - only to fail early, naming the extra
+            import nats.errors
         except ImportError:
             raise ImportError("NatsTransport needs: pip install 'wes-actors[nats]'") from None
         if not isinstance(cluster, str) or not _CLUSTER.fullmatch(cluster):
@@ -70,6 +80,8 @@ class NatsTransport(Transport):
         self._announcements: dict[str, OnAnnounce] = {}
         self._presence: Subscription | None = None
         self._subjects: dict[str, str] = {}  # address -> subject, built once per address
+        self._replies: _Replies | None = None  # set together with `_nc`
+        self._errors: Any = nats.errors  # read only when a request fails
 
     def __repr__(self) -> str:
         return f"NatsTransport({self.url!r}, cluster={self.cluster!r})"
@@ -91,7 +103,10 @@ class NatsTransport(Transport):
     async def _client(self) -> Client:
         async with self._connecting:
             if self._nc is None or self._nc.is_closed:
-                self._nc = await self._connect()
+                nc = await self._connect()
+                replies = _Replies(nc.new_inbox() + ".", asyncio.get_running_loop())
+                await nc.subscribe(replies.prefix + "*", cb=replies.take)
+                self._nc, self._replies = nc, replies
             return self._nc
 
     async def _connect(self) -> Client:
@@ -121,6 +136,9 @@ class NatsTransport(Transport):
         log.warning("NATS %s: %r", self.url, exc)
 
     async def _on_disconnected(self) -> None:
+        if self._replies is not None:
+            # Their answers, sent or not, are lost with the connection.
+            self._replies.fail_all(f"the connection to NATS at {self.url} broke")
         if self._nc is not None:  # not when closing
             log.warning("NATS %s: disconnected; reconnecting", self.url)
 
@@ -137,10 +155,7 @@ class NatsTransport(Transport):
             if not reply_to:
                 return  # a publish, not a request: nobody waits for an answer
 
-            async def reply(answer: bytes) -> None:
-                await nc.publish(reply_to, answer)
-
-            on_request(msg.data, reply)
+            on_request(msg.data, functools.partial(nc.publish, reply_to))
 
         self._requests[address] = await nc.subscribe(self._subject(address), cb=take)
         self._announcements[address] = on_announce
@@ -166,6 +181,9 @@ class NatsTransport(Transport):
 
     async def aclose(self) -> None:
         nc, self._nc = self._nc, None
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            replies.fail_all(f"the transport to NATS at {self.url} closed")
         self._requests.clear()
         self._announcements.clear()
         self._presence = None
@@ -182,34 +200,78 @@ class NatsTransport(Transport):
     # -- calling --------------------------------------------------------------------------
 
     async def request(self, address: str, data: bytes, within: float) -> bytes:
-        import nats.errors
-
-        nc = self._nc  # once connected, a request takes no lock
-        if nc is None or nc.is_closed:
+        nc, replies = self._nc, self._replies  # once connected, a request takes no lock
+        if nc is None or replies is None or nc.is_closed:
             nc = await self._client()
+            replies = self._replies
+            assert replies is not None
         if not nc.is_connected:
             raise NodeUnreachable(f"not connected to NATS at {self.url}")
+        token, answer = replies.expect()
+        timer = replies.loop.call_later(within, _time_out, answer)
+        errors = self._errors
         try:
-            msg = await nc.request(self._subject(address), data, timeout=within)
-        except nats.errors.NoRespondersError:
-            raise NodeUnreachable(f"no node listens at {address!r}") from None
-        except nats.errors.MaxPayloadError:
+            await nc.publish(self._subject(address), data, replies.prefix + token)
+            msg = await answer
+        except errors.MaxPayloadError:
             raise InvalidArguments(
                 f"a request of {len(data)} bytes is over NATS's limit of {nc.max_payload}"
             ) from None
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+        except (errors.ConnectionClosedError, errors.ConnectionDrainingError):
             raise NodeUnreachable(f"the connection to NATS at {self.url} is closing") from None
-        except nats.errors.OutboundBufferLimitError:
+        except errors.OutboundBufferLimitError:
             raise NodeUnreachable(f"NATS at {self.url}: the outbound buffer is full") from None
-        except (TimeoutError, nats.errors.TimeoutError):
+        except TimeoutError:
             raise OutcomeUnknown(
                 f"no answer from {address!r} within {within:.3g}s: the call may have run"
             ) from None
-        except nats.errors.Error as exc:
+        except errors.Error as exc:
             raise OutcomeUnknown(f"NATS at {self.url} failed midway: {exc!r}") from exc
-        return msg.data
+        finally:
+            timer.cancel()
+            replies.waiting.pop(token, None)
+        headers = msg.headers
+        if headers and headers.get(_STATUS) == _NO_RESPONDERS:
+            raise NodeUnreachable(f"no node listens at {address!r}")
+        return msg.data  # type: ignore[no-any-return]
 
     async def announce(self, data: bytes) -> None:
         nc = self._nc
         if nc is not None and nc.is_connected:
             await nc.publish(f"{self.cluster}.presence", data)
+
+
+class _Replies:
+    """The answers awaited on one connection: futures by token, the token being the last
+    part of the reply subject under `prefix` (one wildcard subscription takes them all)."""
+
+    def __init__(self, prefix: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.prefix = prefix
+        self.loop = loop
+        self.waiting: dict[str, asyncio.Future[Any]] = {}
+        self._cut = len(prefix)
+        self._tokens = map(str, itertools.count())  # unique per connection: prefix is random
+
+    def expect(self) -> tuple[str, asyncio.Future[Any]]:
+        """A new token and the future its answer will be set on."""
+        token = next(self._tokens)
+        answer = self.waiting[token] = self.loop.create_future()
+        return token, answer
+
+    async def take(self, msg: Msg) -> None:
+        """The inbox subscription's callback."""
+        answer = self.waiting.pop(msg.subject[self._cut :], None)
+        if answer is not None and not answer.done():
+            answer.set_result(msg)
+
+    def fail_all(self, why: str) -> None:
+        """Every answer awaited is `OutcomeUnknown`: the requests may have run."""
+        waiting, self.waiting = self.waiting, {}
+        for answer in waiting.values():
+            if not answer.done():
+                answer.set_exception(OutcomeUnknown(f"{why} before the answer came"))
+
+
+def _time_out(answer: asyncio.Future[Any]) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError())
