@@ -104,7 +104,7 @@ async def test_concurrent_requests_each_get_their_own_answer(nats_url: str) -> N
     transport = wes.NatsTransport(nats_url)
 
     def echo(data: bytes, reply: wes.abc.Reply) -> None:
-        asyncio.get_running_loop().create_task(reply(b"re:" + data))
+        asyncio.ensure_future(reply(b"re:" + data))
 
     try:
         await transport.listen("echo", echo, lambda data: None)
