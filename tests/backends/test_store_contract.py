@@ -284,6 +284,19 @@ async def test_concurrent_readers_see_whole_batches(store: Store) -> None:
         assert reads > 0
 
 
+async def test_concurrent_reads_each_get_exactly_their_own_keys(store: Store) -> None:
+    """Many reads in flight at once, of overlapping and missing keys (a store may serve them
+    together), each get the records of their own keys and nothing else."""
+    async with store:
+        await write_ok(store, [w(f"r/{i}", b"%d" % i, i + 1) for i in range(20)])
+        wants = [[f"r/{i}", f"r/{(i * 7) % 20}", f"none/{i}"] for i in range(20)]
+        got = await asyncio.gather(*(store.read(keys) for keys in wants))
+        for keys, records in zip(wants, got, strict=True):
+            assert records == {
+                k: Record(b"%d" % int(k[2:]), 1, int(k[2:]) + 1) for k in keys if k[0] == "r"
+            }
+
+
 async def test_concurrent_write_calls_all_land(store: Store) -> None:
     """Many write calls in flight at once (as many channels saving) all succeed and persist."""
     async with store:

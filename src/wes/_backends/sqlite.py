@@ -17,7 +17,7 @@ from typing import Any, Literal
 from .._abc import Record, Store, Write
 from .._errors import InvalidConfig, StaleToken, StoreUnavailable
 from .._writer import FlatWrite, Results
-from ._sqlite_file import SqliteFile
+from ._sqlite_file import KeyedReads, SqliteFile
 
 _flatten = chain.from_iterable
 
@@ -156,6 +156,7 @@ class SqliteStore(Store):
             setup=_create_table,
         )
         self._max_rows = 0  # rows per statement, known once the file is open
+        self._reads = KeyedReads(self._file, self._read_sync)
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -163,29 +164,22 @@ class SqliteStore(Store):
     # -- the Store interface --------------------------------------------------------------
 
     async def read(self, keys: Sequence[str]) -> dict[str, Record]:
-        return await self._file.run(self._read_sync, list(keys))
+        # Reads waiting together share one trip to the SQLite thread (`KeyedReads`).
+        return await self._reads.read(keys)
 
     def _read_sync(self, keys: list[str]) -> dict[str, Record]:
         conn = self._file.connection()
+        if len(keys) <= _READ_CHUNK:  # one statement: a snapshot by itself
+            return _select(conn, keys, {})
         out: dict[str, Record] = {}
         conn.execute("BEGIN")  # one snapshot across the chunks: never a torn read
         try:
-            self._read_chunks(conn, keys, out)
+            for start in range(0, len(keys), _READ_CHUNK):
+                _select(conn, keys[start : start + _READ_CHUNK], out)
         finally:
-            conn.execute("COMMIT")
+            if conn.in_transaction:  # an error may have ended it already
+                conn.execute("COMMIT")
         return out
-
-    def _read_chunks(
-        self, conn: sqlite3.Connection, keys: list[str], out: dict[str, Record]
-    ) -> None:
-        for start in range(0, len(keys), _READ_CHUNK):
-            chunk = keys[start : start + _READ_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT key, data, version, token FROM wes_state WHERE key IN ({marks})", chunk
-            )
-            for key, data, version, token in rows:
-                out[key] = Record(bytes(data), version, token)
 
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         if not batches:
@@ -270,5 +264,29 @@ class SqliteStore(Store):
         return out
 
     async def aclose(self) -> None:
-        """Close the connection and stop the worker thread. Idempotent."""
+        """Answer the reads under way, close the connection and stop the worker thread.
+        Idempotent."""
+        await self._reads.aclose()
         await self._file.aclose()
+
+
+@functools.cache
+def _select_sql(keys: int) -> str:
+    return f"SELECT key, data, version, token FROM wes_state WHERE key IN ({','.join('?' * keys)})"
+
+
+def _select(conn: sqlite3.Connection, keys: list[str], out: dict[str, Record]) -> dict[str, Record]:
+    """Add the records of `keys` (at most `_READ_CHUNK`) to `out`; returns `out`.
+
+    The statement takes a number of keys rounded up to an eighth of its next power of two,
+    padded with repeats of the last key, so few distinct statements are prepared and cached.
+    """
+    size = len(keys)
+    if not size:
+        return out
+    step = max(1, (1 << (size - 1).bit_length()) >> 3)
+    padded = -(-size // step) * step
+    params = keys + [keys[-1]] * (padded - size) if padded > size else keys
+    for key, data, version, token in conn.execute(_select_sql(padded), params):
+        out[key] = Record(bytes(data), version, token)
+    return out
