@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -307,6 +307,78 @@ async def test_balance_at_rest_is_the_stored_actor() -> None:
         await bank.logout("eve")
         assert await bank.balance("ann", "alice") == 50
         assert (await store.read(["account/alice"]))["account/alice"].version == 2
+
+
+class CountedReads:
+    """Wraps a node's `read`, counting the reads of each account asked of the node. With
+    `stale_once` set, the next read first awaits it, then answers `ActorNotActive`: what a
+    node says of an account that a session took in only while the node answered."""
+
+    def __init__(self, node: wes.Node) -> None:
+        self.read = node.read
+        self.asked: list[str] = []
+        self.stale_once: Callable[[], Awaitable[object]] | None = None
+
+    async def __call__(self, actor: Any, name: str, *args: Any) -> Any:
+        self.asked.append(actor[1])
+        meanwhile, self.stale_once = self.stale_once, None
+        if meanwhile is not None:
+            await meanwhile()
+            raise wes.ActorNotActive(f"actor {actor!r} is in no channel")
+        return await self.read(actor, name, *args)
+
+
+async def test_balance_at_rest_is_not_asked_of_the_node_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a balance read finds an account in no session, later reads go to the store at
+    once, without asking the node (where a read of an account at rest raises and catches
+    `ActorNotActive`); an account this bank never put in a session is never asked."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice"], amount=30)
+        await bank.logout("ann")
+        counted = CountedReads(bank.node)
+        monkeypatch.setattr(bank.node, "read", counted)
+        assert [await bank.balance("eve", "alice") for _ in range(3)] == [30, 30, 30]
+        assert counted.asked == ["alice"]
+    async with running(tmp_path) as bank:  # a new bank: alice was never in its sessions
+        counted = CountedReads(bank.node)
+        monkeypatch.setattr(bank.node, "read", counted)
+        assert await bank.balance("eve", "alice") == 30
+        assert counted.asked == []
+
+
+async def test_balance_of_an_account_back_in_a_session_is_asked_of_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account read at rest and then taken into a session again is read from its active
+    copy again."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice"], amount=30)
+        await bank.logout("ann")
+        assert await bank.balance("eve", "alice") == 30
+        await bank.insert("ann", "alice", 5)
+        counted = CountedReads(bank.node)
+        monkeypatch.setattr(bank.node, "read", counted)
+        assert await bank.balance("eve", "alice") == 35
+        assert counted.asked == ["alice"]
+
+
+async def test_account_taken_in_while_its_balance_is_read_stays_asked_of_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that finds an account at rest after a session took it in again meanwhile
+    leaves it known as in a session: the next read asks the node, not the store."""
+    async with running(tmp_path) as bank:
+        await opened(bank, "ann", ["alice"], amount=30)
+        await bank.logout("ann")
+        counted = CountedReads(bank.node)
+        monkeypatch.setattr(bank.node, "read", counted)
+
+        counted.stale_once = lambda: bank.open("bob", "alice")  # asks the node too
+        assert await bank.balance("eve", "alice") == 30  # from the store
+        assert await bank.balance("eve", "alice") == 30
+        assert counted.asked == ["alice", "alice", "alice"]
 
 
 def test_account_refuses_bad_opening_balance() -> None:

@@ -6,13 +6,16 @@ already in the session stays, one open in another session fails the operation wi
 `AccountLocked`, an unknown one with `AccountNotFound`. An account stays locked to the
 session until the session ends: after `idle_timeout` seconds without a request, at
 `logout`, when the node stops, or when a command fails (an overdraft), which ends it unsaved.
-Reading a balance takes no lock: it reads the account where it is active on this node, or
-else its stored state, which under `durability="command"` is its last acknowledged state.
+Reading a balance takes no lock: it reads the account's active copy where this bank put it
+in a session (on this node, or on another of its cluster), or else its stored state. Both are
+its last acknowledged balance: under `durability="command"` every command is in the store
+before it is acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -110,6 +113,12 @@ class Bank:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._locks = _KeyedLocks()
+        # The accounts this bank put in sessions, which may still be there (name -> when it
+        # last saw one there): only their balances are asked of the node first, as asking
+        # for an account at rest costs an `ActorNotActive` raised and caught on every read.
+        # One leaves when a read finds it at rest; it holds no more names than the store.
+        self._in_sessions: dict[str, int] = {}
+        self._seen = itertools.count()
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -188,10 +197,14 @@ class Bank:
             return {source: await self._balance(source), target: await self._balance(target)}
 
     async def balance(self, user: str, name: str) -> int:
-        """The balance of account `name`: its active state, or its stored (acknowledged) one.
-        Takes no lock, so it works for an account open in any session."""
+        """The balance of account `name`, as last acknowledged: its active copy's where this
+        bank put it in a session, else its stored one (see the module's docstring). Takes no
+        lock, so it works for an account open in any session."""
         check_user(user)
-        return await self._balance(check_name(name))
+        name = check_name(name)
+        if name not in self._in_sessions:  # at rest, unless another bank's session holds it
+            return await self._stored_balance(name)
+        return await self._balance(name)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -203,7 +216,7 @@ class Bank:
         """`ensure_channel`, with wes's errors told in the bank's words (`name` is the one
         account the specs are about)."""
         try:
-            return await self.node.ensure_channel(session(user), list(specs))
+            ref = await self.node.ensure_channel(session(user), list(specs))
         except ActorNotFound:
             raise AccountNotFound(name) from None
         except ActorAlreadyExists:
@@ -212,6 +225,10 @@ class Bank:
             raise AccountLocked(name) from None
         except ChannelAlreadyStarted:
             raise SessionElsewhere(user) from None
+        seen = next(self._seen)
+        for ident in ref.actors:
+            self._in_sessions[str(ident[1])] = seen
+        return ref
 
     async def _command(self, user: str, names: list[str], command: str, *args: Any) -> None:
         for _ in range(ATTEMPTS):
@@ -231,9 +248,15 @@ class Bank:
         raise SessionUnavailable(f"the session of user {user!r} kept stopping; try again")
 
     async def _balance(self, name: str) -> int:
+        """The balance of `name`: its active copy's, or else its stored one."""
+        seen = self._in_sessions.get(name)
         try:
             balance: int = await self.node.read(account(name), "balance")
         except ActorNotActive:
+            # In no session now: read it from the store from now on, unless a session took
+            # it in again while the node answered.
+            if seen is not None and self._in_sessions.get(name) == seen:
+                del self._in_sessions[name]
             return await self._stored_balance(name)
         return balance
 
