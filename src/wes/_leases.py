@@ -50,10 +50,13 @@ class Leases:
         self._channels = channels  # the node's running channels, kept up to date by it
         self._shortest_lease = shortest_lease
         self._releases: set[asyncio.Task[None]] = set()
-        # The channel claims taken, in the order the sweep walks them: a list it can walk in
-        # slices, where the node's map of channels would have to be copied whole (a million
-        # objects touched at once, tens of milliseconds) for each sweep.
-        self._ring: list[Claim] = []
+        # The channels in the order the sweep walks them: a list it can walk in slices, where
+        # the node's map of channels would have to be copied whole (a million objects touched
+        # at once, tens of milliseconds) for each sweep. A claim taken enters as the claim (its
+        # channel does not exist yet); the first pass that finds its channel running puts the
+        # channel in its place, so that later passes look at the channel itself instead of
+        # looking it up by id (a tuple hashed, and four objects touched, per channel per pass).
+        self._ring: list[Claim | Channel] = []
         # Channels whose renewal is in flight: a set here rather than a flag in a slot of
         # every channel (16 bytes each of a million idle channels).
         self._renewing: set[Channel] = set()
@@ -135,7 +138,9 @@ class Leases:
             # started) get one more look.
             end = len(self._ring)
             limbo, self._limbo = self._limbo, []
-            await self._look(self._kept(self._running(limbo, missing=None)))
+            channels, due = self._sift(limbo, None)
+            self._ring += channels
+            await self._look(due)
             await self._walk(self._ring, end, start, period)
             self._mend()
             await asyncio.sleep(max(0.0, start + period - self._runtime.now()))
@@ -144,21 +149,28 @@ class Leases:
         """Renew, at once, the claims of every channel with half its lease or less left, and
         stop (unsaved) every channel whose lease ran out. The node's own sweep does this in
         slices spread over its period."""
-        running = [ch.claim for ch in self._channels.values() if ch.claim is not None]
+        running: list[Claim | Channel] = [*self._channels.values()]
         await self._walk(running, len(running), self._runtime.now(), 0.0, keep=False)
 
     async def _walk(
-        self, ring: list[Claim], total: int, start: float, period: float, *, keep: bool = True
+        self,
+        ring: list[Claim | Channel],
+        total: int,
+        start: float,
+        period: float,
+        *,
+        keep: bool = True,
     ) -> None:
-        """Look at the channels of the first `total` claims of `ring` in slices, evenly
+        """Look at the channels of the first `total` entries of `ring` in slices, evenly
         spread over `period` seconds. With `keep`, the ring is compacted in place as it
-        goes: the claims of channels still running stay, in their order, the others leave
-        (a second list of a million claims would cost 8 bytes a channel while it is built).
+        goes: the channels still running stay, in their order, the others leave (a second
+        list of a million channels would cost 8 bytes a channel while it is built).
 
         A walk kept from its turns (a loop busy with other work) catches up with its
         schedule at the next turn it gets: leases must not run out because the node is
         busy."""
         size = max(MIN_SLICE, math.ceil(total * SLICE_EVERY / period) if period else 0)
+        missing = self._limbo if keep else None
         done = kept = 0
         while done < total:
             await asyncio.sleep(max(0.0, start + period * done / total - self._runtime.now()))
@@ -167,71 +179,76 @@ class Leases:
                 upto = math.ceil(total * (self._runtime.now() - start) / period)
                 upto = min(total, max(upto, done + size))
             for first in range(done, upto, size):
-                part = ring[first : min(first + size, upto)]
-                if not keep:
-                    await self._look(self._running(part, None))
-                    continue
-                channels = self._running(part, self._limbo)
-                claims = [ch.claim for ch in channels if ch.claim is not None]
-                ring[kept : kept + len(claims)] = claims  # over claims already walked
-                kept += len(claims)
-                await self._look(channels)
+                channels, due = self._sift(ring[first : min(first + size, upto)], missing)
+                if keep:
+                    ring[kept : kept + len(channels)] = channels  # over entries already walked
+                    kept += len(channels)
+                await self._look(due)
             done = upto
         if keep:
             del ring[kept:total]  # claims appended meanwhile move down, in order
 
-    def _kept(self, channels: list[Channel]) -> list[Channel]:
-        """Put the claims of `channels` back into the ring, for the next pass."""
-        self._ring += [ch.claim for ch in channels if ch.claim is not None]
-        return channels
-
-    async def _look(self, channels: list[Channel]) -> None:
-        """Stop those of `channels` whose lease ran out, renew those due for it."""
-        due = self._due(channels)
+    async def _look(self, due: list[Channel]) -> None:
+        """Renew the channels due for it, a registry call per `RENEW_CHUNK` channels."""
         for first in range(0, len(due), RENEW_CHUNK):
             await self._renew(due[first : first + RENEW_CHUNK])
 
-    def _running(self, claims: list[Claim], missing: list[Claim] | None) -> list[Channel]:
-        """The running channels that hold these claims. A claim whose channel is not
-        running goes to `missing` (it may be starting still); a claim replaced by a newer
-        one of its channel, or missing already, drops out."""
-        get = self._channels.get
-        found = []
-        for claim in claims:
-            ch = get(claim.ident)
-            if ch is None:
-                if missing is not None:
-                    missing.append(claim)
-            elif ch.claim is claim:
-                found.append(ch)
-        return found
+    def _sift(
+        self, part: Sequence[Claim | Channel], missing: list[Claim] | None
+    ) -> tuple[list[Channel], list[Channel]]:
+        """The running channels of `part`, and those of them due for a renewal (now marked
+        as renewing); stops those whose lease ran out. A claim in `part` stands for the
+        channel that holds it: one whose channel is not running goes to `missing` (it may be
+        starting still), one replaced by a newer claim of its channel drops out, as does a
+        stopped channel.
 
-    def _due(self, channels: list[Channel]) -> list[Channel]:
-        """Stop the channels whose lease ran out; return those due for a renewal."""
-        now = self._runtime.now()
-        due: list[Channel] = []
+        This runs for every channel of the node several times a lease, so it is one loop
+        with the lease threshold computed once per channel type it meets."""
+        get = self._channels.get
         renewing = self._renewing
-        for ch in channels:
-            if ch in renewing or not ch.running:
+        now = self._runtime.now()
+        running: list[Channel] = []
+        due: list[Channel] = []
+        conf = None
+        soon = now
+        for entry in part:
+            if isinstance(entry, Claim):
+                ch = get(entry.ident)
+                if ch is None:
+                    if missing is not None:
+                        missing.append(entry)
+                    continue
+                if ch.claim is not entry:
+                    continue
+            elif entry.claim is None:  # stopped
                 continue
-            if now >= ch.lease_until:
+            else:
+                ch = entry
+            running.append(ch)
+            if ch.conf is not conf:
+                conf = ch.conf
+                soon = now + conf.lease * RENEW_WHEN_LEFT
+            until = ch.lease_until
+            if until > soon or ch in renewing:  # not due yet, or its renewal is in flight
+                continue
+            if now >= until:
                 ch.crash_later(
                     LeaseLost(f"channel {ch.id!r} could not renew its lease"), lease_lost=True
                 )
-            elif ch.lease_until - now <= ch.conf.lease * RENEW_WHEN_LEFT:
+            else:
                 renewing.add(ch)
                 due.append(ch)
-        return due
+        return running, due
 
     def _mend(self) -> None:
-        """Put back in the ring a running channel whose claim the walk missed (it was still
-        starting when its slice came): fewer claims than channels says one is missing."""
+        """Put back in the ring a running channel the walk missed (its claim was still
+        starting when its slice came): fewer entries than channels says one is missing."""
         if len(self._ring) < len(self._channels):
-            ring = {id(claim) for claim in self._ring}
+            ring = {id(entry) for entry in self._ring}
             self._ring += [
-                ch.claim
+                ch
                 for ch in self._channels.values()
-                if ch.claim is not None and id(ch.claim) not in ring
+                if ch.claim is not None and id(ch) not in ring and id(ch.claim) not in ring
             ]
 
     async def _renew(self, due: list[Channel]) -> None:
@@ -241,30 +258,39 @@ class Leases:
             self._renewing.difference_update(due)  # also those that stopped meanwhile
 
     async def _renew_running(self, channels: list[Channel]) -> None:
+        """Renew these running channels' claims and their actors'. This runs for a million
+        channels every half lease, so `ch.claims()` and the registry of each claim are
+        inlined: the registries are asked once per channel type and actor scope met."""
         claims: list[Claim] = []
-        counts: list[int] = []
-        for ch in channels:  # `ch.claims()`, inline: this runs for a million channels
-            claims.append(ch.claim)  # type: ignore[arg-type]  # running, checked above
-            for actor in ch.actors:
-                claims.append(actor._wes_claim)
-            counts.append(1 + len(ch.actors))
-        registries = self._registries(claims)
+        counts: list[int] = []  # claims per channel, as they were sent
+        registries: set[Registry] = set()
+        seen: set[tuple[ClaimKind, str]] = set()
+        registry_of = self._registry_of
+        conf = None
+        scope = None
+        for ch in channels:
+            claim = ch.claim
+            assert claim is not None  # running, checked above
+            claims.append(claim)
+            if ch.conf is not conf:
+                conf = ch.conf
+                if ("channel", claim.ident[0]) not in seen:
+                    seen.add(("channel", claim.ident[0]))
+                    registries.add(registry_of(claim))
+            actors = ch.actors
+            counts.append(1 + len(actors))
+            for actor in actors:
+                claim = actor._wes_claim
+                claims.append(claim)
+                if claim.ident[0] != scope:
+                    scope = claim.ident[0]
+                    if ("actor", scope) not in seen:
+                        seen.add(("actor", scope))
+                        registries.add(registry_of(claim))
         if len(registries) == 1:
             await self._renew_in(registries.pop(), channels, claims, counts)
         else:
             await self._renew_across(channels)
-
-    def _registries(self, claims: list[Claim]) -> set[Registry]:
-        """The registries that hold `claims`, asking the node once per type or scope."""
-        known: dict[ClaimKind, dict[str, Registry]] = {"channel": {}, "actor": {}}
-        found: set[Registry] = set()
-        for claim in claims:
-            by_type = known[claim.kind]
-            registry = by_type.get(claim.ident[0])
-            if registry is None:
-                registry = by_type[claim.ident[0]] = self._registry_of(claim)
-                found.add(registry)
-        return found
 
     async def _renew_in(
         self, registry: Registry, channels: list[Channel], claims: list[Claim], counts: list[int]
@@ -277,6 +303,16 @@ class Leases:
             log.warning("lease renewal failed: %r", exc)
             return
         untils = _Untils(sent_at)
+        if all(results):  # the usual answer: one deadline per channel type, set in one loop
+            conf = None
+            until = sent_at
+            for ch in channels:
+                if ch.claim is not None:  # still running (`ch.renewed(True, ...)`, inline)
+                    if ch.conf is not conf:
+                        conf = ch.conf
+                        until = untils.of(ch)
+                    ch.lease_until = until
+            return
         i = 0
         for ch, n in zip(channels, counts, strict=True):
             ch.renewed(all(results[i : i + n]), untils.of(ch))

@@ -84,15 +84,15 @@ async def test_a_channel_still_starting_when_walked_keeps_its_lease() -> None:
 
 
 async def test_a_stopped_channel_drops_out_of_the_ring() -> None:
-    """The ring keeps a stopped channel's claim only until its next pass walks it."""
+    """The ring keeps a stopped channel only until its next pass walks it."""
     stats = wes.MemoryStats()
     async with make_node(wes.MemoryRegistry(), stats) as node:
         await start(node, 2)
         await node.stop_channel(("session", 0))
         leases = node._rt.leases
         await wait_until(lambda: len(leases._ring) == 1)
-        [claim] = leases._ring
-        assert claim.ident == ("session", 1)
+        [entry] = leases._ring
+        assert entry is node._rt.channels[("session", 1)]
 
 
 async def test_channels_renewed_together_share_one_deadline() -> None:
@@ -109,6 +109,38 @@ async def test_channels_renewed_together_share_one_deadline() -> None:
         await node._rt.leases.sweep()
         assert len({id(ch.lease_until) for ch in channels}) == 1
         assert ("stop", "lease_lost") not in stats.counts()
+
+
+class Refusing(DelegatingRegistry):
+    """Delegates to a memory registry, but answers a renewal of one actor's claim as not held."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__(wes.MemoryRegistry())
+        self.refused = refused
+
+    async def renew(self, claims: Sequence[Claim]) -> list[bool]:
+        results = await self.inner.renew(claims)
+        refused = self.refused
+        return [ok and c.ident[1] != refused for c, ok in zip(claims, results, strict=True)]
+
+
+async def test_a_renewal_refused_for_one_channel_stops_it_and_renews_the_others() -> None:
+    """When one registry call renews many channels and one of its claims comes back not
+    held, that channel stops unsaved (lease lost) and the others get their new deadline."""
+    lease = 30.0  # the node's own sweep stays out of the way: its next pass is 5 s off
+    registry = Refusing(refused="counter/1")  # the actor claim of ("counter", 1)
+    stats = wes.MemoryStats()
+    async with make_node(registry, stats, lease) as node:
+        await start(node, 3)
+        channels = dict(node._rt.channels)
+        for ch in channels.values():
+            ch.lease_until -= lease * 0.6  # due: less than half the lease left
+        before = {ident: ch.lease_until for ident, ch in channels.items()}
+        await node._rt.leases.sweep()
+        await wait_until(lambda: stats.counts().get(("stop", "lease_lost")) == 1)
+        assert set(node._rt.channels) == {("session", 0), ("session", 2)}
+        for ident, ch in node._rt.channels.items():
+            assert ch.lease_until > before[ident] + lease * 0.5
 
 
 # --- what claims of the in-process registry share -----------------------------------------
