@@ -30,7 +30,7 @@ from ._specs import Spec, check_id
 from ._travel import error_from_wire
 from ._turn import call_chain
 from ._types import ActorConf, ChannelConf, ChannelRef
-from ._wire import OK_NONE, decode_answer, decode_ref_fields, encode_request
+from ._wire import OK_NONE, decode_answer, decode_ref_fields, encode_body, request_body
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -71,7 +71,8 @@ class Cluster:
         self.error_types: dict[str, type[BaseException]] = {}
         self._owners: dict[Ident, str] = {}  # channel -> owner address, a hint
         self._homes: dict[Ident, Ident] = {}  # actor -> its channel, a hint
-        self._rids = itertools.count()
+        self._rid_prefix = f"{runtime.address}#"
+        self._rids = map(str, itertools.count())
 
     # -- the operations -------------------------------------------------------------------
 
@@ -108,8 +109,8 @@ class Cluster:
             if address == self._rt.address:
                 return LOCAL
             try:
-                fields = {"specs": specs}
-                return await self._call(address, op, channel, deadline, fields, call_chain())
+                body = request_body(op, channel, specs=specs, chain=call_chain())
+                return await self._call(address, body, deadline)
             except _Refused:
                 continue
             except NodeUnreachable:
@@ -131,6 +132,7 @@ class Cluster:
                 f"operation on it, which would wait for itself forever"
             )
         deadline = self._rt.now() + self.call_timeout
+        body = request_body(op, to or channel, chain=chain, **fields)
         backoff = FIRST_BACKOFF
         reroutes = 0  # "not here" answers; an unreachable owner is retried until the deadline
         while reroutes < MAX_REROUTES:
@@ -148,7 +150,7 @@ class Cluster:
                         # Unheard for seconds (its host may be gone with its connection
                         # left open, so NATS would still deliver to it): not sent at all.
                         raise NodeUnreachable(f"node {owner} is not live")
-                    return await self._call(owner, op, to or channel, deadline, fields, chain)
+                    return await self._call(owner, body, deadline)
                 except _Refused:
                     reroutes += 1  # not there after all: look again
                 except OutcomeUnknown:
@@ -218,39 +220,27 @@ class Cluster:
 
     # -- one node -------------------------------------------------------------------------
 
-    async def _call(
-        self,
-        address: str,
-        op: str,
-        to: Ident,
-        deadline: float,
-        fields: dict[str, Any],
-        chain: tuple[Ident, ...],
-    ) -> Any:
-        """One request to `address`, retried while it is overloaded (or, for a read or
-        `status`, unanswered) until `deadline`. Raises `_Refused` if it refused the call
-        for another reason, the error it answered, `NodeUnreachable` or `OutcomeUnknown`."""
-        idempotent = op in ("read", "status")
+    async def _call(self, address: str, body: dict[str, Any], deadline: float) -> Any:
+        """One request (`_wire.request_body`) to `address`, retried while it is overloaded
+        (or, for a read or `status`, unanswered) until `deadline`. Raises `_Refused` if it
+        refused the call for another reason, the error it answered, `NodeUnreachable` or
+        `OutcomeUnknown`."""
+        transport, now = self.transport, self._rt.now
         backoff = FIRST_BACKOFF
         while True:
-            left = deadline - self._rt.now()
+            left = deadline - now()
             if left <= 0:
                 raise NodeUnreachable(
-                    f"{op} of {to!r}: no answer from {address} within {self.call_timeout}s"
+                    f"{body['op']} of {body['to']!r}: no answer from {address} within"
+                    f" {self.call_timeout}s"
                 )
-            data = encode_request(
-                op,
-                to,
-                rid=f"{self._rt.address}#{next(self._rids)}",
-                deadline=time.time() + left,
-                chain=chain,
-                max_payload=self.transport.max_payload,
-                **fields,
-            )
+            rid = self._rid_prefix + next(self._rids)
+            data = encode_body(body, rid, time.time() + left, transport.max_payload)
             try:
-                raw = await self.transport.request(address, data, left)
+                raw = await transport.request(address, data, left)
             except OutcomeUnknown:
-                if not idempotent or self._rt.now() + backoff >= deadline:
+                idempotent = body["op"] in ("read", "status")
+                if not idempotent or now() + backoff >= deadline:
                     raise
             else:
                 if raw == OK_NONE:  # most answers: a command's

@@ -55,7 +55,7 @@ class InCluster:
         peers = Peers(rt.address, transport, rt.now, rt.spawn)
         self._cluster = Cluster(rt, transport, float(call_timeout), peers)
         self._cluster.error_types = self._error_types
-        self._server = Server(self, rt, rt.channels, rt.actors, transport)  # type: ignore[arg-type]
+        self._server = Server(self, rt, rt.channels, rt.actors, rt.tasks, transport)  # type: ignore[arg-type]
 
     @property
     def peers(self) -> list[str]:

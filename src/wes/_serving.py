@@ -62,6 +62,7 @@ class Server:
         runtime: Services,
         channels: dict[Ident, Any],
         actors: dict[Ident, Any],
+        tasks: set[asyncio.Task[Any]],
         transport: Transport,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
@@ -69,6 +70,7 @@ class Server:
         self._rt = runtime
         self._channels = channels
         self._actors = actors
+        self._tasks = tasks  # the node's, which it cancels and awaits on close
         self._transport = transport
         self.max_in_flight = max_in_flight
         self.accepting = True
@@ -85,8 +87,10 @@ class Server:
             refusal = encode_refusal("overloaded", f"{self.in_flight} calls in flight")
             self._rt.spawn(_send(reply, refusal))
         else:
+            # A task the node tracks, as `Runtime.spawn` makes, but that leaves the set by
+            # itself: no done callback to schedule for every call.
             self.in_flight += 1
-            self._rt.spawn(self._serve(data, reply))
+            self._tasks.add(asyncio.get_running_loop().create_task(self._serve(data, reply)))
 
     async def drain(self, within: float) -> None:
         """Wait until the calls in flight are answered (at most `within` seconds)."""
@@ -108,6 +112,8 @@ class Server:
             await reply(answer)
         except Exception as exc:
             log.debug("could not answer a remote call: %r", exc)
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     # -- answering ------------------------------------------------------------------------
 

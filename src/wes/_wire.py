@@ -127,28 +127,51 @@ def encode_request(
 ) -> bytes:
     """The request's bytes; `InvalidArguments` if JSON cannot carry an argument or the
     request is over the transport's `max_payload`."""
-    body = {
+    body = request_body(op, to, name=name, args=args, kwargs=kwargs, specs=specs, chain=chain)
+    return encode_body(body, rid, deadline, max_payload)
+
+
+def request_body(
+    op: str,
+    to: Ident,
+    *,
+    name: str | None = None,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    specs: list[Spec] | None = None,
+    chain: tuple[Ident, ...] = (),
+) -> dict[str, Any]:
+    """A request's fields but its `rid` and `deadline`, which `encode_body` sets for each
+    attempt (a call that is retried is built once)."""
+    return {
         "wes": VERSION,
         "op": op,
         "to": to,
         "name": name,
         "args": args,
         "kwargs": kwargs or {},
-        "specs": [encode_spec(spec) for spec in specs or ()],
-        "rid": rid,
-        "deadline": deadline,
+        "specs": [encode_spec(spec) for spec in specs] if specs else [],
+        "rid": "",
+        "deadline": 0.0,
         "chain": chain,
     }
+
+
+def encode_body(body: dict[str, Any], rid: str, deadline: float, max_payload: int) -> bytes:
+    """The bytes of `request_body`'s `body` sent as `rid` with `deadline` (see
+    `encode_request`)."""
+    body["rid"] = rid
+    body["deadline"] = deadline
     try:
         data = _encode(body)
     except (TypeError, ValueError) as exc:
-        what = _what(op, name, to)
+        what = _what(body["op"], body["name"], body["to"])
         raise InvalidArguments(
             f"{what}: an argument cannot travel as JSON to another node: {exc}"
         ) from None
     if len(data) > max_payload:
         raise InvalidArguments(
-            f"{_what(op, name, to)}: the request is {len(data)} bytes,"
+            f"{_what(body['op'], body['name'], body['to'])}: the request is {len(data)} bytes,"
             f" over the transport's limit of {max_payload}"
         )
     return data
@@ -164,47 +187,67 @@ def encode_spec(spec: Spec) -> dict[str, Any]:
 
 
 def decode_request(data: bytes) -> Request:
-    """The checked request; `BadRequest` naming the first thing wrong with it."""
+    """The checked request; `BadRequest` naming the first thing wrong with it.
+
+    (Parsed JSON holds exact `dict`, `list`, `str`, `int` and `float`, so the checks test
+    types with `is`: this runs for every call a node serves.)"""
     body = _parse(data)
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise BadRequest(UsageError("a request must be a JSON object"))
-    version = body.get("wes")
+    get = body.get
+    version = get("wes")
     if version != VERSION:
         raise BadRequest(UsageError(f"wire version {version!r} is not spoken here ({VERSION})"))
-    op = body.get("op")
-    if not isinstance(op, str) or op not in OPS:  # a list or object is unhashable
+    op = get("op")
+    if type(op) is not str or op not in OPS:  # a list or object is unhashable
         raise BadRequest(UsageError(f"unknown operation {op!r}"))
-    to = _ident(body.get("to"), "actor" if op == "read" else "channel")
-    name = body.get("name")
-    if op in ("command", "read") and not isinstance(name, str):
-        raise BadRequest(InvalidName(f"{op} name must be a str, not {name!r}"))
-    args = body.get("args", [])
-    kwargs = body.get("kwargs", {})
-    if not isinstance(args, list):
+    to = get("to")
+    if type(to) is list and len(to) == 2 and type(to[0]) is str and type(to[1]) in _NAMES:
+        to = (to[0], to[1])
+    else:
+        to = _ident(to, "actor" if op == "read" else "channel")  # raises, naming the fault
+    name = get("name")
+    if type(name) is not str:
+        if op in ("command", "read"):
+            raise BadRequest(InvalidName(f"{op} name must be a str, not {name!r}"))
+        name = None
+    args = get("args", _EMPTY)
+    kwargs = get("kwargs", _NO_KWARGS)
+    if type(args) is not list:
         raise BadRequest(InvalidArguments(f"args must be a list, not {args!r}"))
-    if not isinstance(kwargs, dict):
+    if type(kwargs) is not dict:
         raise BadRequest(InvalidArguments(f"kwargs must be an object, not {kwargs!r}"))
-    rid = body.get("rid")
-    deadline = body.get("deadline")
-    if not isinstance(rid, str):
+    rid = get("rid")
+    deadline = get("deadline")
+    if type(rid) is not str:
         raise BadRequest(UsageError(f"rid must be a str, not {rid!r}"))
-    if isinstance(deadline, bool) or not isinstance(deadline, _NUMBER):
+    if type(deadline) is not float and type(deadline) is not int:
         raise BadRequest(UsageError(f"deadline must be a number, not {deadline!r}"))
-    chain = body.get("chain", [])
-    if not isinstance(chain, list):
+    chain = get("chain", _EMPTY)
+    if type(chain) is not list:
         raise BadRequest(UsageError(f"chain must be a list, not {chain!r}"))
-    specs = body.get("specs", [])
-    return Request(
-        op,
-        to,
-        name if isinstance(name, str) else None,
-        args,
-        kwargs,
-        _specs(specs) if specs != [] else [],
-        rid,
-        float(deadline),
-        tuple([_ident(item, "channel") for item in chain]) if chain else (),
+    specs = get("specs", _EMPTY)
+    # `tuple.__new__` builds the named tuple without its Python-level `__new__`.
+    return _new_request(
+        Request,
+        (
+            op,
+            to,
+            name,
+            args,
+            kwargs,
+            [] if type(specs) is list and not specs else _specs(specs),
+            rid,
+            float(deadline),
+            tuple([_ident(item, "channel") for item in chain]) if chain else (),
+        ),
     )
+
+
+_NAMES = (str, int)  # the types of an id's name (not bool: `type(True) is bool`)
+_EMPTY: list[Any] = []  # read only: the default of an absent list field
+_NO_KWARGS: dict[str, Any] = {}
+_new_request = tuple.__new__
 
 
 def _parse(data: bytes) -> Any:
