@@ -113,22 +113,11 @@ class Request(NamedTuple):
 
 
 def encode_request(
-    op: str,
-    to: Ident,
-    *,
-    name: str | None = None,
-    args: tuple[Any, ...] | list[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    specs: list[Spec] | None = None,
-    rid: str,
-    deadline: float,
-    chain: tuple[Ident, ...] = (),
-    max_payload: int,
+    op: str, to: Ident, *, rid: str, deadline: float, max_payload: int, **fields: Any
 ) -> bytes:
-    """The request's bytes; `InvalidArguments` if JSON cannot carry an argument or the
-    request is over the transport's `max_payload`."""
-    body = request_body(op, to, name=name, args=args, kwargs=kwargs, specs=specs, chain=chain)
-    return encode_body(body, rid, deadline, max_payload)
+    """The request's bytes (`fields` as `request_body` takes them); `InvalidArguments` if
+    JSON cannot carry an argument or the request is over the transport's `max_payload`."""
+    return encode_body(request_body(op, to, **fields), rid, deadline, max_payload)
 
 
 def request_body(
