@@ -3,20 +3,16 @@ and concluding a write (a mixin of `Channel`: the channel holds the slots)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._abc import Write
 from ._actor import Actor
 from ._errors import LeaseLost, StaleToken, StateNotEncodable
 from ._state import ChannelState
+from ._writer import Queue, Ticket
 
 if TYPE_CHECKING:
-    from ._writer import Ticket, Writer
+    from ._writer import Writer
 
-# `Write(...)` runs the named tuple's Python-level __new__; saves build one per actor state.
-_write: Callable[[tuple[str, bytes, int, int]], Write] = partial(tuple.__new__, Write)
 _should_save = Actor.should_save
 _to_state = Actor.to_state
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
@@ -37,21 +33,26 @@ class Saving(ChannelState):
                 runtime = conf.runtime
                 runtime.sweep.schedule(self, (runtime.now() if now is None else now) + interval)
 
-    def take_dirty(self, now: float) -> dict[Writer, list[Write]]:
-        """Encode the dirty actors that should be saved, grouped by store, for a save (the
-        caller holds the turn and writes the batches); they count as clean until `end_save`
-        says otherwise. Raises `LeaseLost` or `StateNotEncodable`, and then nothing changed.
+    def take_dirty(self, now: float, queues: dict[Writer, Queue], owner: int) -> None:
+        """Encode the dirty actors that should be saved and queue their rows with their
+        stores' writers, one atomic batch per store, each recorded as `owner`'s in `queues`
+        (the caller's, one `Queue` per writer; it calls `queued()` on their writers). The
+        caller holds the turn; the actors count as clean until `end_save` says otherwise.
+        Raises `LeaseLost` or `StateNotEncodable`, and then nothing changed or was queued.
 
         A save sweep calls this for thousands of channels in a row, so the per-actor work is
         inlined: no call to the default `should_save` and `to_state`, the storage key taken
-        from the claim (computed once per actor).
+        from the claim (computed once per actor), and the row's fields go straight into one
+        list per store, with no `Write` tuple or batch object (see `_writer`).
         """
         if now >= self.lease_until:
             raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
         runtime = self.conf.runtime
         encode = runtime.codec.encode
         actor_conf = runtime.actor_conf
-        batches: dict[Writer, list[Write]] = {}
+        writer: Writer | None = None  # of the first row; nearly always every row's
+        fields: list[Any] = []
+        others: dict[Writer, list[Any]] | None = None
         for actor in self.actors:
             if not actor._wes_dirty:
                 continue
@@ -78,16 +79,27 @@ class Saving(ChannelState):
                 ) from exc
             conf = actor_conf(actor._wes_id[0])
             claim = actor._wes_claim
-            write = _write((claim.ident[1], data, conf.cls.version, claim.token))
-            batch = batches.get(conf.writer)
-            if batch is None:
-                batches[conf.writer] = [write]
-            else:
-                batch.append(write)
+            row = (claim.ident[1], data, conf.cls.version, claim.token)
+            if writer is None or conf.writer is writer:
+                writer = conf.writer
+                fields += row
+            else:  # an actor of another store: a batch of its own for that store
+                others = {} if others is None else others
+                others.setdefault(conf.writer, []).extend(row)
         for actor in self.actors:
             actor._wes_dirty = False
         self.dirty = False
-        return batches
+        if writer is None:
+            return
+        queue = queues.get(writer)  # `_queue(queues, writer).add(fields, owner)` inline
+        if queue is None:
+            queue = queues[writer] = Queue(writer)
+        writer.params += fields
+        writer.sizes.append(len(fields) >> 2)  # four fields a row
+        queue.owners.append(owner)
+        if others is not None:
+            for other, rows in others.items():
+                _queue(queues, other).add(rows, owner)
 
     async def save(self) -> None:
         """Write the dirty actors in one atomic write (per store); the caller holds the turn.
@@ -112,8 +124,13 @@ class Saving(ChannelState):
         is nothing to write. The actors count as clean until `end_save` says otherwise."""
         if not self.dirty:
             return None
-        batches = self.take_dirty(self.conf.runtime.now())
-        return [writer.submit(batch) for writer, batch in batches.items()]
+        queues: dict[Writer, Queue] = {}
+        self.take_dirty(self.conf.runtime.now(), queues, 0)
+        tickets = []
+        for queue in queues.values():
+            queue.writer.queued()
+            tickets.append(Ticket(queue.group, queue.first))
+        return tickets
 
     def end_save(
         self, started: float, error: BaseException | None, now: float | None = None
@@ -167,3 +184,11 @@ class Saving(ChannelState):
         low, high = RETRY_BACKOFF
         self.save_retry = min(high, (self.save_retry or low / 2) * 2)
         conf.runtime.sweep.schedule(self, conf.runtime.now() + self.save_retry)
+
+
+def _queue(queues: dict[Writer, Queue], writer: Writer) -> Queue:
+    """The caller's `Queue` of `writer`, opened on first use."""
+    queue = queues.get(writer)
+    if queue is None:
+        queue = queues[writer] = Queue(writer)
+    return queue

@@ -34,10 +34,10 @@ from ._errors import StateNotEncodable
 from ._wheel import BUSY_DELAY, RESOLUTION  # a save bucket is one wheel slot
 
 if TYPE_CHECKING:
-    from ._abc import Ident, Write
+    from ._abc import Ident
     from ._channel import Channel
     from ._types import Services
-    from ._writer import Group, Writer
+    from ._writer import Group, Queue, Writer
 
 FIRST_CHUNK = 16
 CHUNK = 128
@@ -216,6 +216,9 @@ class SaveSweep:
 
     def _due_now(self, bucket: _Bucket, now: float) -> None:
         del self._buckets[bucket.slot]
+        due = self._due
+        if not due:
+            asyncio.get_running_loop().call_soon(self._flush)
         for ch in bucket.channels:
             if ch.claim is None or not ch.dirty:
                 continue  # stopped, or saved meanwhile (by a stop, say)
@@ -223,7 +226,7 @@ class SaveSweep:
                 self.schedule(ch, now + BUSY_DELAY)
             else:
                 ch.busy = True  # the sweep hands the turn back when the write ends
-                self.add(ch)
+                due.append(ch)  # `add` inline
 
     def add(self, ch: Channel) -> None:
         """Save `ch` soon; the caller took its turn, which the sweep hands back."""
@@ -233,6 +236,8 @@ class SaveSweep:
 
     def _flush(self) -> None:
         channels, self._due = self._due, []
+        if not channels:
+            return  # every channel of a due bucket had stopped or was saved meanwhile
         if self._runtime.is_running:
             self._runtime.spawn(self._save(channels))
         else:
@@ -268,28 +273,21 @@ class SaveSweep:
         now = self._runtime.now()
         chunk = _Chunk(channels, now)
         begun = chunk.begun
-        queued: dict[Writer, tuple[list[list[Write]], list[int]]] = {}
+        queues: dict[Writer, Queue] = {}
         for ch in channels:
             if ch.claim is None or not ch.dirty:
                 continue  # stopped meanwhile, or nothing left to save
             try:
-                batches = ch.take_dirty(now)
+                ch.take_dirty(now, queues, len(begun))
             except Exception as exc:  # lease lost, or a state that cannot be encoded
                 ch.periodic_save_failed(exc)
                 if ch.running:
                     ch.retry_save_later()
                 continue
-            owner = len(begun)
             begun.append(ch)
-            for writer, batch in batches.items():
-                entry = queued.get(writer)
-                if entry is None:
-                    entry = queued[writer] = ([], [])
-                entry[0].append(batch)
-                entry[1].append(owner)
-        for writer, (writer_batches, owners) in queued.items():
-            group, first = writer.submit_many(writer_batches)
-            chunk.writes.append((group, first, owners))
+        for queue in queues.values():
+            queue.writer.queued()
+            chunk.writes.append((queue.group, queue.first, queue.owners))
         return chunk
 
     def _conclude(self, chunk: _Chunk) -> None:

@@ -1,10 +1,12 @@
 """Group commit: the saves of many channels share one store write.
 
-A store may take a write's rows flat (`FlatWrite`; `SqliteStore` does): then the writer keeps
-no batch while it waits, only the rows' fields in one list and the batches' sizes in an
-array. Saves build a `Write` tuple and a list per actor state; held until the write ends,
-thousands of these would survive into the collector's oldest generation and make it walk the
-whole heap (every actor of the node) about once per sweep of all channels.
+Saves queue their rows flat: the fields of every row (in the order of `Write`) one after
+another in one list, and the number of rows of each atomic batch in an array. A store may
+take them so (`FlatWrite`; `SqliteStore` does); for any other, the writer builds the `Write`
+batches only when it sends them. A `Write` tuple and a list per actor state, built by each
+save and held until the write ends, would cost more than the rest of the save, and thousands
+of them would survive into the collector's oldest generation and make it walk the whole heap
+(every actor of the node) about once per sweep of all channels.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from itertools import chain
 from typing import Any, Protocol
 
@@ -21,6 +24,9 @@ from ._errors import StoreUnavailable, WesError
 Results = list[BaseException | None]
 Group = asyncio.Future[Results]
 _flatten = chain.from_iterable
+_FIELDS = len(Write._fields)
+# `Write(...)` runs the named tuple's Python-level __new__; this is the tuple's own.
+_write: Callable[[Sequence[Any]], Write] = partial(tuple.__new__, Write)
 
 
 class FlatWrite(Protocol):
@@ -62,12 +68,38 @@ class Ticket:
             raise error
 
 
+class Queue:
+    """The batches one caller (a chunk of a save sweep, or one save) queues with `writer`:
+    the future of the write that takes them, the index of the first in its results, and per
+    batch the caller's `owners` entry (which of its channels the batch is of)."""
+
+    __slots__ = ("first", "group", "owners", "writer")
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.group = writer.open()
+        self.first = len(writer.sizes)
+        self.owners: list[int] = []
+
+    def add(self, fields: list[Any], owner: int) -> None:
+        """Queue one atomic batch: `fields` holds its rows' fields one after another."""
+        writer = self.writer
+        writer.params += fields
+        writer.sizes.append(len(fields) // _FIELDS)
+        self.owners.append(owner)
+
+
 class Writer:
     """Queues batches for one store and writes everything queued in one `Store.write` call.
 
     While one write is in flight, new batches wait; when it ends they all go in the next
     call, so concurrent channels share commits (group commit) without any added delay. All
     batches of one call share one future, since a save sweep may queue thousands at once.
+
+    A caller queues rows itself: `open()` gives the future of the next write, then it appends
+    the fields of each row to `params` and the row count of each atomic batch to `sizes`,
+    then calls `queued()`, all without an await in between (the next write takes the queue at
+    an await of the loop).
     """
 
     def __init__(
@@ -76,38 +108,36 @@ class Writer:
         self._store = store
         self._spawn = spawn
         self._flat = flat_write_of(store)
-        self._batches: list[Sequence[Write]] = []  # when the store takes no flat rows
-        self._params: list[Any] = []
-        self._sizes: array[int] = array("q")
+        self.params: list[Any] = []
+        self.sizes: array[int] = array("q")
         self._group: Group | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, batch: Sequence[Write]) -> Ticket:
-        """Queue an atomic batch for the next write."""
-        group, index = self.submit_many((batch,))
-        return Ticket(group, index)
+    def open(self) -> Group:
+        """The future of the next write's results, one per batch of `sizes` (see the class).
 
-    def submit_many(self, batches: Sequence[Sequence[Write]]) -> tuple[Group, int]:
-        """Queue several atomic batches for the next write; returns the future of that write's
-        results and the index of the first of these batches in them.
-
-        Await the future with `asyncio.wait`, not directly: it is shared, and a task awaiting
-        a future cancels it when the task is cancelled.
+        Await it with `asyncio.wait`, not directly: it is shared, and a task awaiting a future
+        cancels it when the task is cancelled.
         """
         group = self._group
         if group is None:
             group = self._group = asyncio.get_running_loop().create_future()
             group.add_done_callback(_consume)
-        if self._flat is None:
-            first = len(self._batches)
-            self._batches.extend(batches)
-        else:
-            first = len(self._sizes)
-            self._sizes.extend(map(len, batches))
-            self._params.extend(_flatten(_flatten(batches)))
+        return group
+
+    def queued(self) -> None:
+        """Rows were queued: make sure a write will take them."""
         if self._task is None:
             self._task = self._spawn(self._run())
-        return group, first
+
+    def submit(self, batch: Sequence[Write]) -> Ticket:
+        """Queue an atomic batch for the next write."""
+        group = self.open()
+        index = len(self.sizes)
+        self.sizes.append(len(batch))
+        self.params.extend(_flatten(batch))
+        self.queued()
+        return Ticket(group, index)
 
     async def _run(self) -> None:
         try:
@@ -119,16 +149,15 @@ class Writer:
             if self._group is not None and not self._group.done():  # cancelled on close
                 self._group.set_exception(StoreUnavailable("the node closed before the write"))
             self._group = None
-            self._batches, self._params, self._sizes = [], [], array("q")
+            self.params, self.sizes = [], array("q")
 
     def _take(self) -> Coroutine[Any, Any, Sequence[BaseException | None]]:
         """The store call that writes everything queued, which is then no longer queued."""
-        if self._flat is None:
-            batches, self._batches = self._batches, []
-            return self._store.write(batches)
-        params, sizes = self._params, self._sizes
-        self._params, self._sizes = [], array("q")
-        return self._flat(params, sizes)
+        params, sizes = self.params, self.sizes
+        self.params, self.sizes = [], array("q")
+        if self._flat is not None:
+            return self._flat(params, sizes)
+        return self._store.write(_batches(params, sizes))
 
     async def _write(self, group: Group) -> None:
         try:
@@ -143,6 +172,17 @@ class Writer:
             return
         if not group.done():
             group.set_result(list(results))
+
+
+def _batches(params: list[Any], sizes: array[int]) -> list[list[Write]]:
+    """The `Write` batches of flat rows, for a store that takes no flat rows."""
+    rows = [_write(params[i : i + _FIELDS]) for i in range(0, len(params), _FIELDS)]
+    batches: list[list[Write]] = []
+    start = 0
+    for size in sizes:
+        batches.append(rows[start : start + size])
+        start += size
+    return batches
 
 
 def _unavailable(exc: Exception) -> WesError:
