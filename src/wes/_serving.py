@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ._abc import Ident, Reply, Transport
 from ._cluster import serving
+from ._eager import run_now
 from ._errors import ChannelNotHere, NotHere, ReentrantCall
 from ._travel import error_to_wire
 from ._turn import remote_chain
@@ -80,17 +81,39 @@ class Server:
     # -- taking requests ------------------------------------------------------------------
 
     def on_request(self, data: bytes, reply: Reply) -> None:
-        """The transport's `OnRequest`: hand the request to a task, or refuse it now."""
+        """The transport's `OnRequest`: serve the request, or refuse it now.
+
+        A command or read whose channel is free and whose handlers are all synchronous is
+        run at once (`_eager`): it cannot wait for a turn, and its handlers run no user
+        coroutine, so it needs no task of its own unless it waits for a save. Every other
+        request becomes a task the node tracks (leaving the set by itself, as it ends)."""
         if not self.accepting:
             self._rt.spawn(_send(reply, encode_refusal("stopping", "the node is stopping")))
         elif self.in_flight >= self.max_in_flight:
             refusal = encode_refusal("overloaded", f"{self.in_flight} calls in flight")
             self._rt.spawn(_send(reply, refusal))
         else:
-            # A task the node tracks, as `Runtime.spawn` makes, but that leaves the set by
-            # itself: no done callback to schedule for every call.
             self.in_flight += 1
-            self._tasks.add(asyncio.get_running_loop().create_task(self._serve(data, reply)))
+            try:
+                req: Request | BadRequest = decode_request(data)
+            except BadRequest as bad:
+                req = bad
+            serve = self._serve(req, reply)
+            if self._runs_at_once(req):
+                run_now(serve, self._tasks)
+            else:
+                self._rt.spawn(serve)
+
+    def _runs_at_once(self, req: Request | BadRequest) -> bool:
+        if type(req) is not Request:
+            return False
+        if req.op == "command":
+            ch = self._channels.get(req.to)
+            return ch is not None and not (ch.busy or ch.has_async)
+        if req.op == "read":
+            actor = self._actors.get(req.to)
+            return actor is not None and req.name in actor._wes_reads and not actor._wes_ch.busy
+        return False
 
     async def drain(self, within: float) -> None:
         """Wait until the calls in flight are answered (at most `within` seconds)."""
@@ -101,9 +124,9 @@ class Server:
             except TimeoutError:
                 log.warning("%d remote calls still running as the node stops", self.in_flight)
 
-    async def _serve(self, data: bytes, reply: Reply) -> None:
+    async def _serve(self, req: Request | BadRequest, reply: Reply) -> None:
         try:
-            answer = await self.answer(data)
+            answer = await self.answer(req)
         finally:
             self.in_flight -= 1
             if self._drained is not None and not self.in_flight:
@@ -112,17 +135,14 @@ class Server:
             await reply(answer)
         except Exception as exc:
             log.debug("could not answer a remote call: %r", exc)
-        finally:
-            self._tasks.discard(asyncio.current_task())
 
     # -- answering ------------------------------------------------------------------------
 
-    async def answer(self, data: bytes) -> bytes:
-        """The answer to one request's bytes."""
-        try:
-            req = decode_request(data)
-        except BadRequest as bad:
-            return encode_error_body(error_to_wire(bad.error), self._transport.max_payload)
+    async def answer(self, req: Request | BadRequest) -> bytes:
+        """The answer to one request as decoded (or found bad)."""
+        if type(req) is BadRequest:
+            return encode_error_body(error_to_wire(req.error), self._transport.max_payload)
+        assert type(req) is Request
         if req.deadline < time.time():
             return encode_refusal("expired", f"request {req.rid} arrived after its deadline")
         # This task's context only: the call runs here or is refused.

@@ -102,9 +102,10 @@ async def test_a_request_sent_and_unanswered_is_outcome_unknown(nats_url: str) -
 
 async def test_concurrent_requests_each_get_their_own_answer(nats_url: str) -> None:
     transport = wes.NatsTransport(nats_url)
+    replies: list[asyncio.Future[None]] = []
 
     def echo(data: bytes, reply: wes.abc.Reply) -> None:
-        asyncio.ensure_future(reply(b"re:" + data))
+        replies.append(asyncio.ensure_future(reply(b"re:" + data)))
 
     try:
         await transport.listen("echo", echo, lambda data: None)

@@ -59,6 +59,80 @@ async def test_a_good_request_is_executed_and_answered() -> None:
         assert a._actors[A].value == 1  # type: ignore[attr-defined]
 
 
+class Answers:
+    """A transport's `Reply` that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.got: list[Answer] = []
+
+    async def __call__(self, data: bytes) -> None:
+        self.got.append(decode_answer(data))
+
+
+def serve(node: wes.Node, data: bytes) -> Answers:
+    """`data` handed to `node`'s server as its transport would; the answers it sends."""
+    assert node._server is not None
+    answers = Answers()
+    node._server.on_request(data, answers)
+    return answers
+
+
+async def test_a_command_on_a_free_channel_of_synchronous_handlers_is_served_at_once() -> None:
+    async with cluster() as (a, _):
+        await a.create_channel(SESSION, [wes.create(A)])
+        tasks = set(a._rt.tasks)
+        answers = serve(a, request())
+        # Executed and answered before the call returned, by no task of its own.
+        assert [x.ok for x in answers.got] == [True] and a._rt.tasks == tasks
+        assert a._actors[A].value == 1  # type: ignore[attr-defined]
+
+
+async def test_a_read_on_a_free_channel_is_served_at_once() -> None:
+    async with cluster() as (a, _):
+        await a.create_channel(SESSION, [wes.create(A)])
+        answers = serve(a, request(op="read", to=list(A), name="value", args=[]))
+        assert [(x.ok, x.value) for x in answers.got] == [(True, 0)]
+
+
+async def test_a_command_on_a_channel_with_async_handlers_is_served_by_a_task() -> None:
+    async with cluster_of({"counter": Slow}) as (a, _):
+        await a.create_channel(SESSION, [wes.create(A)])
+        answers = serve(a, request(name="nap", args=[0.01]))
+        assert answers.got == []  # not yet: it runs as a task
+        await wait_until(lambda: bool(answers.got))
+        assert answers.got[0].ok
+
+
+async def test_a_durable_command_served_at_once_answers_once_its_state_is_written() -> None:
+    async with cluster(durability="command") as (a, _):
+        await a.create_channel(SESSION, [wes.create(A)])
+        answers = serve(a, request(args=[5]))
+        assert a._actors[A].value == 5  # type: ignore[attr-defined]
+        assert answers.got == []  # it waits for the write, as a task
+        await wait_until(lambda: bool(answers.got))
+        assert answers.got[0].ok
+        stored = await a.stored(A)
+        assert stored is not None and stored.value == 5  # type: ignore[attr-defined]
+
+
+class Raising(Counter):
+    @wes.command
+    def fail(self) -> None:
+        raise ValueError("no")
+
+
+async def test_a_command_served_at_once_that_raises_stops_the_channel_and_answers_the_error() -> (
+    None
+):
+    async with cluster_of({"counter": Raising}) as (a, _):
+        await a.create_channel(SESSION, [wes.create(A)])
+        answers = serve(a, request(name="fail", args=[]))
+        await wait_until(lambda: bool(answers.got))
+        error = answers.got[0].error
+        assert error is not None and "ValueError" in error["type"], error
+        assert await a.status(SESSION) is None
+
+
 async def test_a_request_past_its_deadline_is_refused_unexecuted() -> None:
     async with cluster() as (a, _):
         await a.create_channel(SESSION, [wes.create(A)])
