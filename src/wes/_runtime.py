@@ -54,7 +54,9 @@ class Runtime:
         self.leases = Leases(self, self.registry_of, self.channels, self.shortest_lease)
         self.sweep = SaveSweep(self)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._wheel: Wheel | None = None
+        # The shared wheel, from `start` on: a plain attribute, not a checked property, as
+        # every tick of every timer reaches it (100 k ticks a second in the benchmark).
+        self.wheel: Wheel
         self.state: Literal["new", "running", "closing", "closed"] = "new"
         self._stamps: dict[float, float] = {}
 
@@ -63,15 +65,10 @@ class Runtime:
     def start(self) -> asyncio.AbstractEventLoop:
         """Bind to the running loop and start the sweeps; returns the loop."""
         self.loop = asyncio.get_running_loop()
-        self._wheel = Wheel(self.loop)
+        self.wheel = Wheel(self.loop)
         self.state = "running"
         self.leases.start()
         return self.loop
-
-    @property
-    def wheel(self) -> Wheel:
-        assert self._wheel is not None
-        return self._wheel
 
     @property
     def is_running(self) -> bool:

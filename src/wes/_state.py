@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 
 
 class Timer:
-    """A periodic actor timer."""
+    """A periodic actor timer; `inline` when its `on_timer` is synchronous (the wheel's
+    callback fires it right there)."""
 
-    __slots__ = ("actor", "due", "interval", "name")
+    __slots__ = ("actor", "due", "inline", "interval", "name")
 
     def __init__(self, actor: Actor, name: str, interval: float, due: float) -> None:
         self.actor = actor
         self.name = name
         self.interval = interval
         self.due = due
+        self.inline = not actor._wes_async_timer
 
 
 class Pending:
@@ -61,7 +63,7 @@ class ChannelState(Turn):
     has_async: bool
     dirty: bool
     pending: Pending | None
-    timers: dict[tuple[Actor, str], Timer] | None
+    timers: Timer | dict[tuple[Actor, str], Timer] | None  # see `_timers`
     last_active: float
     save_retry: float | None  # the last backoff delay after a failed save
     lease_until: float

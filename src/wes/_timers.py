@@ -1,5 +1,15 @@
 """Timers and idle timeouts of a channel, woken by the node's shared wheel (a mixin of
-`Channel`: the channel holds the slots)."""
+`Channel`: the channel holds the slots).
+
+A channel's `timers` is `None`, its one `Timer` (the usual case: a dict of one entry and its
+key tuple would cost ~240 bytes per timed channel, and the tick would pay for walking it), or
+a dict of its timers by (actor, name) once it has several.
+
+The hot path is a million channels with one synchronous timer each, under periodic
+durability: the wheel's callback fires such a tick right there (`wake`), with no task and no
+future, as a free channel runs commands in its caller, and asks the wheel for the next tick
+itself when nothing else (an idle deadline, a request of the handler) needs looking at.
+"""
 
 from __future__ import annotations
 
@@ -23,43 +33,83 @@ class Timers(ChannelState):
     __slots__ = ()
 
     def set_timer(self, actor: Actor, name: str, seconds: float) -> None:
-        if self.timers is None:
-            self.timers = {}
         runtime = self.conf.runtime
         due = runtime.now() + seconds
-        self.timers[actor, name] = Timer(actor, name, seconds, due)
+        timer = Timer(actor, name, seconds, due)
+        timers = self.timers
+        if timers is None or (
+            isinstance(timers, Timer) and timers.actor is actor and timers.name == name
+        ):
+            self.timers = timer
+        elif isinstance(timers, Timer):
+            self.timers = {(timers.actor, timers.name): timers, (actor, name): timer}
+        else:
+            timers[actor, name] = timer
         runtime.wheel.schedule(self, due)
 
     def cancel_timer(self, actor: Actor, name: str) -> None:
-        if self.timers:
-            self.timers.pop((actor, name), None)
+        timers = self.timers
+        if isinstance(timers, Timer):
+            if timers.actor is actor and timers.name == name:
+                self.timers = None
+        elif timers:
+            timers.pop((actor, name), None)
 
     def drop_timers(self, actors: tuple[Actor, ...] | list[Actor]) -> None:
         """Cancel every timer of these actors."""
-        if self.timers:
-            for key in [k for k in self.timers if any(k[0] is a for a in actors)]:
-                del self.timers[key]
+        timers = self.timers
+        if isinstance(timers, Timer):
+            if any(timers.actor is a for a in actors):
+                self.timers = None
+        elif timers:
+            for key in [k for k in timers if any(k[0] is a for a in actors)]:
+                del timers[key]
+
+    def timer_list(self) -> list[Timer]:
+        """The channel's timers, whatever form `timers` has."""
+        timers = self.timers
+        if timers is None:
+            return []
+        if isinstance(timers, Timer):
+            return [timers]
+        return list(timers.values())
+
+    def holds_timer(self, timer: Timer) -> bool:
+        """Whether `timer` is still set (not cancelled, replaced, or dropped by a stop)."""
+        timers = self.timers
+        if isinstance(timers, Timer):
+            return timers is timer
+        return timers is not None and timers.get((timer.actor, timer.name)) is timer
 
     def wake(self, now: float) -> None:
         """Called by the wheel at (or after) the earliest deadline asked for."""
         if self.claim is None:  # stopped
             return
-        runtime = self.conf.runtime
+        conf = self.conf
         if self.busy:
-            runtime.wheel.schedule(self, now + BUSY_DELAY)  # due work waits for the turn
+            conf.runtime.wheel.schedule(self, now + BUSY_DELAY)  # due work waits for the turn
             return
-        timers = self.timers
-        if timers and not self.conf.durable:
-            # The hot path of a million ticking actors: fire synchronous timers right here.
-            if len(timers) == 1:
-                for timer in timers.values():
-                    if timer.due <= now and not timer.actor._wes_async_timer:
-                        if self.tick_inline(timer, now):
-                            self.after_inline(now)
+        timer = self.timers
+        if timer is not None and not conf.durable:
+            if isinstance(timer, Timer):
+                if timer.due <= now and timer.inline:
+                    if not self.tick_inline(timer, now):
                         return
+                    if self.pending is None and self.timers is timer:
+                        # The next wake (`after_inline`, then `reschedule`, inline).
+                        deadline = timer.due
+                        idle = conf.idle_timeout
+                        if idle is not None and self.last_active + idle < deadline:
+                            deadline = self.last_active + idle
+                        soonest = now + RESOLUTION
+                        wheel = conf.runtime.wheel
+                        wheel.schedule(self, deadline if deadline > soonest else soonest, now)
+                    else:
+                        self.after_inline(now)
+                    return
             else:
                 due = self.due_timers(now)
-                if due and not any(t.actor._wes_async_timer for t in due):
+                if due and all(t.inline for t in due):
                     self.fire_timers_inline(due, now)
                     return
         work = self.due_work(now)
@@ -67,11 +117,12 @@ class Timers(ChannelState):
             self.reschedule(now)
         else:
             self.busy = True
-            runtime.spawn(self._run_due(self.fire_timers if work == "timers" else self.stop_idle))
+            conf.runtime.spawn(
+                self._run_due(self.fire_timers if work == "timers" else self.stop_idle)
+            )
 
     def due_work(self, now: float) -> str | None:
-        timers = self.timers
-        if timers and any(t.due <= now for t in timers.values()):
+        if any(t.due <= now for t in self.timer_list()):
             return "timers"
         idle = self.conf.idle_timeout
         if idle is not None and now >= self.last_active + idle:
@@ -96,7 +147,7 @@ class Timers(ChannelState):
 
     def due_timers(self, now: float) -> list[Timer]:
         """The timers due at `now`, earliest first."""
-        due = [t for t in (self.timers or {}).values() if t.due <= now]
+        due = [t for t in self.timer_list() if t.due <= now]
         if len(due) > 1:
             due.sort(key=lambda t: t.due)
         return due
@@ -106,7 +157,7 @@ class Timers(ChannelState):
         commands in its caller: no task, no future (there may be a million timers ticking).
         Only for periodic durability, where nothing needs awaiting afterwards."""
         for timer in due:
-            if self.timers is None or self.timers.get((timer.actor, timer.name)) is not timer:
+            if not self.holds_timer(timer):
                 continue  # cancelled by an earlier timer, or the channel stopped
             if not self.tick_inline(timer, now):
                 return
@@ -118,10 +169,10 @@ class Timers(ChannelState):
         interval = timer.interval
         due = timer.due + interval
         timer.due = due if due > now else now + interval  # fell behind: skip, don't burst
+        actor = timer.actor
         runtime = self.conf.runtime
         if runtime.counts_events:
             runtime.event("timer", timer.name, self.id)
-        actor = timer.actor
         actor._wes_dirty = True
         try:
             actor.on_timer(timer.name)
@@ -129,7 +180,7 @@ class Timers(ChannelState):
             self.crash_later(exc)
             return False
         if not self.dirty:
-            self.mark_dirty()
+            self.mark_dirty(now)
         return True
 
     def after_inline(self, now: float) -> None:
@@ -146,7 +197,7 @@ class Timers(ChannelState):
         for timer in self.due_timers(now):
             if not self.running or self.timers is None:
                 return
-            if self.timers.get((timer.actor, timer.name)) is not timer:
+            if not self.holds_timer(timer):
                 continue  # cancelled by an earlier timer
             timer.due += timer.interval
             if timer.due <= now:
@@ -170,13 +221,11 @@ class Timers(ChannelState):
         idle = conf.idle_timeout
         deadline = _NEVER if idle is None else self.last_active + idle
         timers = self.timers
-        if timers:
-            if len(timers) == 1:
-                for timer in timers.values():
-                    if timer.due < deadline:
-                        deadline = timer.due
-            else:
-                deadline = min(deadline, min(t.due for t in timers.values()))
+        if isinstance(timers, Timer):
+            if timers.due < deadline:
+                deadline = timers.due
+        elif timers:
+            deadline = min(deadline, min(t.due for t in timers.values()))
         if deadline != _NEVER:
             runtime = conf.runtime
             if now is None:

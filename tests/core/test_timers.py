@@ -108,6 +108,85 @@ async def test_cancel_timer_stops_it() -> None:
         assert await node.status(SESSION) is not None
 
 
+async def test_setting_a_timer_again_replaces_it() -> None:
+    """`set_timer` with the name of a running timer replaces it: the new period holds, and the
+    old one fires no more."""
+    node = make_node()
+    async with node:
+        await node.create_channel(SESSION, [wes.create(T)])
+        await node.command(SESSION, "start", "tick", 0.02)
+        await wait_ticks(node, "tick", 2)
+        await node.command(SESSION, "start", "tick", 60.0)
+        count = await node.read(T, "count", "tick")
+        await asyncio.sleep(0.2)
+        assert await node.read(T, "count", "tick") == count
+
+
+async def test_cancelling_one_of_two_timers_leaves_the_other_firing() -> None:
+    """With two timers set, cancelling one stops it alone; the other goes on firing."""
+    node = make_node()
+    async with node:
+        await node.create_channel(SESSION, [wes.create(T)])
+        await node.command(SESSION, "start", "a", 0.02)
+        await node.command(SESSION, "start", "b", 0.02)
+        await wait_ticks(node, "a", 2)
+        await node.command(SESSION, "cancel", "a")
+        count = await node.read(T, "count", "a")
+        b = await node.read(T, "count", "b")
+        await wait_ticks(node, "b", b + 3)
+        assert await node.read(T, "count", "a") == count
+
+
+class Juggler(wes.Actor):
+    """Changes its timers from inside `on_timer`: at its first tick, "first" sets "second" (or
+    cancels itself, or moves itself to a long period, as `plan` says)."""
+
+    log: ClassVar[list[str]] = []
+
+    def __init__(self, plan: str) -> None:
+        self.plan = plan
+
+    @wes.command
+    def start(self) -> None:
+        self.set_timer("first", 0.02)
+
+    def on_timer(self, name: str) -> None:
+        Juggler.log.append(name)
+        if name != "first" or Juggler.log.count("first") > 1:
+            return
+        if self.plan == "add":
+            self.set_timer("second", 0.02)
+        elif self.plan == "cancel":
+            self.cancel_timer("first")
+        else:
+            self.set_timer("first", 60.0)
+
+
+@pytest.mark.parametrize(
+    ("plan", "firsts", "seconds"), [("add", ">1", ">1"), ("cancel", "1", "0"), ("move", "1", "0")]
+)
+async def test_a_timer_that_changes_the_timers_in_its_handler_is_obeyed(
+    plan: str, firsts: str, seconds: str
+) -> None:
+    """A timer that sets another timer, cancels itself, or sets itself again with a long
+    period from its own `on_timer` gets just that: both fire, or it fires no more."""
+    Juggler.log.clear()
+    node = make_node()
+    node.actor_type("juggler", Juggler)
+    async with node:
+        await node.create_channel(SESSION, [wes.create(("juggler", "j"), plan)])
+        await node.command(SESSION, "start")
+        if plan == "add":
+            await wait_until(lambda: Juggler.log.count("second") >= 2)
+        else:
+            await wait_until(lambda: Juggler.log.count("first") >= 1)
+            await asyncio.sleep(0.2)
+        counts = {"firsts": Juggler.log.count("first"), "seconds": Juggler.log.count("second")}
+        for key, want in (("firsts", firsts), ("seconds", seconds)):
+            assert counts[key] > 1 if want == ">1" else counts[key] == int(want), counts
+        assert await node.status(SESSION) is not None
+
+
 async def test_timer_stops_with_its_channel() -> None:
     """A channel's timers stop firing once the channel stops."""
     stats = wes.MemoryStats()
