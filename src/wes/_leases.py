@@ -166,24 +166,21 @@ class Leases:
         goes: the channels still running stay, in their order, the others leave (a second
         list of a million channels would cost 8 bytes a channel while it is built).
 
-        A walk kept from its turns (a loop busy with other work) catches up with its
-        schedule at the next turn it gets: leases must not run out because the node is
-        busy."""
+        A walk kept from its turns (a loop busy with other work, a process not scheduled)
+        catches up with its schedule one slice per turn of the loop, never in one go: the
+        renewals of a million channels in a burst would hold up every timer and command
+        for as long as the walk was behind, and leases have half their length to spare."""
         size = max(MIN_SLICE, math.ceil(total * SLICE_EVERY / period) if period else 0)
         missing = self._limbo if keep else None
         done = kept = 0
         while done < total:
             await asyncio.sleep(max(0.0, start + period * done / total - self._runtime.now()))
-            upto = total
-            if period:
-                upto = math.ceil(total * (self._runtime.now() - start) / period)
-                upto = min(total, max(upto, done + size))
-            for first in range(done, upto, size):
-                channels, due = self._sift(ring[first : min(first + size, upto)], missing)
-                if keep:
-                    ring[kept : kept + len(channels)] = channels  # over entries already walked
-                    kept += len(channels)
-                await self._look(due)
+            upto = min(total, done + size)
+            channels, due = self._sift(ring[done:upto], missing)
+            if keep:
+                ring[kept : kept + len(channels)] = channels  # over entries already walked
+                kept += len(channels)
+            await self._look(due)
             done = upto
         if keep:
             del ring[kept:total]  # claims appended meanwhile move down, in order
@@ -242,9 +239,13 @@ class Leases:
 
     def _mend(self) -> None:
         """Put back in the ring a running channel the walk missed (its claim was still
-        starting when its slice came): fewer entries than channels says one is missing."""
-        if len(self._ring) < len(self._channels):
+        starting when its slice came): fewer entries than channels says one is missing. A
+        claim waiting in limbo for its next look counts as in the ring (it goes back there
+        then), so that its channel does not enter twice."""
+        limbo = self._limbo
+        if len(self._ring) + len(limbo) < len(self._channels):
             ring = {id(entry) for entry in self._ring}
+            ring.update(id(claim) for claim in limbo)
             self._ring += [
                 ch
                 for ch in self._channels.values()

@@ -83,6 +83,60 @@ async def test_a_channel_still_starting_when_walked_keeps_its_lease() -> None:
         assert ("stop", "lease_lost") not in stats.counts()
 
 
+async def test_a_channel_back_from_limbo_enters_the_ring_once() -> None:
+    """A channel whose claim waited in limbo (its channel was still starting) and that the
+    end of that pass finds running is not put in the ring twice, by the mend and by the
+    next look at limbo: the ring holds one entry per channel."""
+    async with make_node(wes.MemoryRegistry(), wes.MemoryStats()) as node:
+        await start(node, 2 * MIN_SLICE)  # two slices a pass: the pass ends after it is back
+        leases = node._rt.leases
+        ch = node._rt.channels.pop(("session", 0))  # as if still starting
+        await wait_until(lambda: bool(leases._limbo))
+        node._rt.channels[ch.id] = ch  # running again before the pass ends
+        await asyncio.sleep(4 * LEASE / 6)  # a few passes
+        ours = [e for e in leases._ring if e is ch or e is ch.claim]
+        assert len(ours) == 1
+        assert len(leases._ring) + len(leases._limbo) == 2 * MIN_SLICE
+
+
+async def test_a_walk_behind_its_schedule_catches_up_a_slice_per_loop_turn() -> None:
+    """A walk that starts long behind its schedule (a loop held up, a process not
+    scheduled) renews its slices one loop turn apart, never all in one callback, so that
+    the timers and commands due meanwhile run between them."""
+    registry = Recording()
+    lease = 30.0  # the node's own sweep stays out of the way: its next pass is 5 s off
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async with make_node(registry, wes.MemoryStats(), lease) as node:
+        await start(node, 3 * MIN_SLICE)
+        rt = node._rt
+        for ch in rt.channels.values():
+            ch.lease_until -= lease * 0.6  # due: less than half the lease left
+        seen: list[int] = []
+        renew = registry.renew
+
+        async def renew_noting_turn(claims: Sequence[Claim]) -> list[bool]:
+            seen.append(turns)
+            return await renew(claims)
+
+        registry.renew = renew_noting_turn  # type: ignore[method-assign]
+        counter = asyncio.create_task(count_turns())
+        try:
+            ring = rt.leases._ring
+            await rt.leases._walk(ring, len(ring), rt.now() - 100.0, 1.0)
+        finally:
+            counter.cancel()
+            await asyncio.gather(counter, return_exceptions=True)
+        assert len(seen) == 3
+        assert len(set(seen)) == 3, seen
+
+
 async def test_a_stopped_channel_drops_out_of_the_ring() -> None:
     """The ring keeps a stopped channel only until its next pass walks it."""
     stats = wes.MemoryStats()
