@@ -110,7 +110,7 @@ class Cluster:
                 return LOCAL
             try:
                 body = request_body(op, channel, specs=specs, chain=call_chain())
-                return await self._call(address, body, deadline)
+                return await self._call(address, body, deadline, self._rt.now())
             except _Refused:
                 continue
             except NodeUnreachable:
@@ -131,7 +131,8 @@ class Cluster:
                 f"a call path holding channel {channel!r} (on another node) awaited an "
                 f"operation on it, which would wait for itself forever"
             )
-        deadline = self._rt.now() + self.call_timeout
+        now = self._rt.now()
+        deadline = now + self.call_timeout
         body = request_body(op, to or channel, chain=chain, **fields)
         backoff = FIRST_BACKOFF
         reroutes = 0  # "not here" answers; an unreachable owner is retried until the deadline
@@ -146,11 +147,11 @@ class Cluster:
                 reroutes += 1
             else:
                 try:
-                    if not self.peers.is_live(owner):
+                    if not self.peers.is_live(owner, now):
                         # Unheard for seconds (its host may be gone with its connection
                         # left open, so NATS would still deliver to it): not sent at all.
                         raise NodeUnreachable(f"node {owner} is not live")
-                    return await self._call(owner, body, deadline)
+                    return await self._call(owner, body, deadline, now)
                 except _Refused:
                     reroutes += 1  # not there after all: look again
                 except OutcomeUnknown:
@@ -165,6 +166,7 @@ class Cluster:
             self._forget(channel)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+            now = self._rt.now()
         return ABSENT
 
     async def _here(self, channel: Ident) -> Any:
@@ -220,15 +222,15 @@ class Cluster:
 
     # -- one node -------------------------------------------------------------------------
 
-    async def _call(self, address: str, body: dict[str, Any], deadline: float) -> Any:
-        """One request (`_wire.request_body`) to `address`, retried while it is overloaded
-        (or, for a read or `status`, unanswered) until `deadline`. Raises `_Refused` if it
-        refused the call for another reason, the error it answered, `NodeUnreachable` or
-        `OutcomeUnknown`."""
-        transport, now = self.transport, self._rt.now
+    async def _call(self, address: str, body: dict[str, Any], deadline: float, now: float) -> Any:
+        """One request (`_wire.request_body`) to `address` (it is `now`), retried while it
+        is overloaded (or, for a read or `status`, unanswered) until `deadline`. Raises
+        `_Refused` if it refused the call for another reason, the error it answered,
+        `NodeUnreachable` or `OutcomeUnknown`."""
+        transport, clock = self.transport, self._rt.now
         backoff = FIRST_BACKOFF
         while True:
-            left = deadline - now()
+            left = deadline - now
             if left <= 0:
                 raise NodeUnreachable(
                     f"{body['op']} of {body['to']!r}: no answer from {address} within"
@@ -240,7 +242,7 @@ class Cluster:
                 raw = await transport.request(address, data, left)
             except OutcomeUnknown:
                 idempotent = body["op"] in ("read", "status")
-                if not idempotent or now() + backoff >= deadline:
+                if not idempotent or clock() + backoff >= deadline:
                     raise
             else:
                 if raw == OK_NONE:  # most answers: a command's
@@ -254,6 +256,7 @@ class Cluster:
                     raise _Refused(answer.message)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+            now = clock()
 
     def ref(self, value: Any) -> ChannelRef:
         """The `ChannelRef` an answer's value holds; `UsageError` if it holds none."""

@@ -50,12 +50,12 @@ class Peers:
             out.append(self.address)
         return sorted(out)
 
-    def is_live(self, address: str) -> bool:
-        """Whether `address` is this node or a peer heard from lately."""
+    def is_live(self, address: str, now: float) -> bool:
+        """Whether `address` is this node or a peer heard from lately (it is `now`)."""
         if address == self.address:
             return True
         seen = self._seen.get(address)
-        return seen is not None and seen >= self._now() - INTERVAL * STALE_AFTER
+        return seen is not None and seen >= now - INTERVAL * STALE_AFTER
 
     def forget(self, address: str) -> None:
         """A peer that could not take a call: not live until it is heard again."""
