@@ -152,10 +152,11 @@ class InCluster:
         conf = self._rt.actor_conf_of(check_id(actor, "actor"))
         if not isinstance(name, str):
             raise InvalidName(f"read name must be a str, not {name!r}")
-        err = why or ActorNotHere(actor, f"actor {actor!r} is in no channel on this node")
         cluster = self._routed(actor, "actor")
         if cluster is None:
-            raise err
+            # Raised where it is made: an exception kept in a local of the frame its
+            # traceback holds is a reference cycle, garbage for the collector at every miss.
+            raise why or ActorNotHere(actor, f"actor {actor!r} is in no channel on this node")
         got = await cluster.read(actor, conf, name, args, kwargs)
         if got is LOCAL:
             return await self.read(actor, name, *args, **kwargs)

@@ -4,7 +4,9 @@ node lifecycle and per-type backends."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 from functools import partial
 from pathlib import Path
 
@@ -336,6 +338,22 @@ async def test_command_to_a_channel_not_started_fails() -> None:
 
 
 # --- read --------------------------------------------------------------------------------
+
+
+async def test_a_read_of_an_actor_in_no_channel_leaves_no_cycle_for_the_collector() -> None:
+    """A miss is a common read (a service asks first, then reads the store): its
+    exception must not keep its own frame alive, which makes garbage at every miss."""
+    node = make_node()
+    async with node:
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(100):
+                with contextlib.suppress(wes.ActorNotActive):
+                    await node.read(A, "value")
+            assert gc.collect() < 100  # not a cycle per miss
+        finally:
+            gc.enable()
 
 
 async def test_read_of_an_actor_in_no_channel_fails() -> None:
