@@ -26,6 +26,7 @@ from ._travel import error_to_wire
 from ._turn import remote_chain
 from ._types import ChannelRef, Services
 from ._wire import (
+    OK_NONE,
     BadRequest,
     Request,
     Unsendable,
@@ -158,6 +159,8 @@ class Server:
             return encode_refusal("not_here", str(gone))
         except Exception as exc:
             return encode_error_body(error_to_wire(exc), self._transport.max_payload)
+        if value is None:  # a command's answer (before the transport's limit is looked up)
+            return OK_NONE
         try:
             return encode_ok(value, self._transport.max_payload)
         except Unsendable as why:
