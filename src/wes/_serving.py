@@ -88,7 +88,7 @@ class Server:
         A command or read whose channel is free and whose handlers are all synchronous is
         run at once (`_eager`): it cannot wait for a turn, and its handlers run no user
         coroutine, so it needs no task of its own unless it waits for a save. Every other
-        request becomes a task the node tracks (leaving the set by itself, as it ends)."""
+        request becomes a task the node tracks."""
         if not self.accepting:
             self._rt.spawn(_send(reply, encode_refusal("stopping", "the node is stopping")))
         elif self.in_flight >= self.max_in_flight:
@@ -107,6 +107,7 @@ class Server:
                 self._rt.spawn(serve)
 
     def _runs_at_once(self, req: Request | BadRequest) -> bool:
+        """Whether `req` is a command or read `run_now` may start (see `on_request`)."""
         if type(req) is not Request:
             return False
         if req.op == "command":

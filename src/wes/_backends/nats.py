@@ -2,7 +2,8 @@
 
 Each node listens on `<cluster>.node.<address>`; announcements go to `<cluster>.presence`.
 nats-py runs one subscription's callbacks one at a time, so the callback only hands each
-message to the node (which makes a task of it) and never awaits channel work.
+message to the node, which serves it at once when it cannot wait for anything (a free
+channel's synchronous handlers) or makes a task of it: channel work is never awaited there.
 
 Requests are published with a reply subject under one inbox subscription per connection
 (`_Replies`), as nats-py's own `request` does, but each with a counter's token where
@@ -105,7 +106,11 @@ class NatsTransport(Transport):
             if self._nc is None or self._nc.is_closed:
                 nc = await self._connect()
                 replies = _Replies(nc.new_inbox() + ".", asyncio.get_running_loop())
-                await nc.subscribe(replies.prefix + "*", cb=replies.take)
+                try:
+                    await nc.subscribe(replies.prefix + "*", cb=replies.take)
+                except BaseException:
+                    await nc.close()
+                    raise
                 self._nc, self._replies = nc, replies
             return self._nc
 
