@@ -34,9 +34,29 @@ class Ticker(wes.Actor):
     """
 
     # Fire time, lateness against the schedule, lateness against the previous tick + interval,
-    # flat in an array of floats: a tuple per tick would be 100 k objects a second for the
-    # garbage collector to walk, which would measure the benchmark rather than wes.
-    samples: ClassVar[array[float]] = array("d")
+    # flat in arrays of floats: a tuple per tick would be 100 k objects a second for the
+    # garbage collector to walk, which would measure the benchmark rather than wes. The
+    # arrays are chunks of `CHUNK` floats: one array of hundreds of megabytes, reallocated as
+    # it grows, stalled the measured loop for 20 ms and more (a copy and 6,000 page faults in
+    # one tick) every few seconds.
+    CHUNK: ClassVar[int] = 3 * 2**15
+    samples: ClassVar[array[float]] = array("d")  # the chunk being filled
+    full: ClassVar[list[array[float]]] = []
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget every sample (before a measurement)."""
+        cls.samples = array("d")
+        cls.full = []
+
+    @classmethod
+    def recorded(cls) -> array[float]:
+        """Every sample so far, flat, in one array (after a measurement: it copies them)."""
+        flat = array("d")
+        for chunk in cls.full:
+            flat.extend(chunk)
+        flat.extend(cls.samples)
+        return flat
 
     def __init__(self) -> None:
         self.ticks = 0
@@ -55,6 +75,10 @@ class Ticker(wes.Actor):
         fired = self._fired = self._fired + 1
         interval = self._interval
         due = self._set_at + fired * interval
-        Ticker.samples.extend((now, now - due, now - self._last - interval))
+        samples = Ticker.samples
+        samples.extend((now, now - due, now - self._last - interval))
+        if len(samples) >= Ticker.CHUNK:
+            Ticker.full.append(samples)
+            Ticker.samples = array("d")
         self._last = now
         self.ticks += 1

@@ -22,7 +22,6 @@ import asyncio
 import gc
 import os
 import time
-from array import array
 from typing import Any
 
 from actors import Ticker
@@ -65,7 +64,7 @@ async def million_timers_in_process(settings: Settings, want: Want) -> list[Row]
     node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
     node.actor_type("ticker", Ticker)
     node.channel_type("timed", save_interval=None)  # the default lease: 30 s
-    Ticker.samples = array("d")
+    Ticker.reset()
     await node.start()  # never stopped: the child process exits hard after reporting
     started = time.perf_counter()
     channels = [("timed", i) for i in range(n)]
@@ -119,7 +118,7 @@ async def _start_spread(node: wes.Node, channels: list[tuple[str, int]], interva
 def _windows(settle: float, interval: float) -> tuple[list[float], float, int]:
     """Per window, the p99 lateness (ms); the largest lateness (s); the ticks counted."""
     late: list[list[float]] = [[] for _ in range(WINDOWS)]
-    samples = Ticker.samples
+    samples = Ticker.recorded()
     for i in range(0, len(samples), 3):
         w = int((samples[i] - settle) // interval)
         if 0 <= w < WINDOWS:

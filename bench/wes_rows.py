@@ -338,7 +338,7 @@ async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
     node = wes.Node(store=wes.MemoryStore(), registry=wes.MemoryRegistry())
     node.actor_type("ticker", Ticker)
     node.channel_type("timed")
-    Ticker.samples = array("d")
+    Ticker.reset()
     await node.start()  # never stopped: the child process exits hard after reporting
     started = time.perf_counter()
     channels: list[tuple[str, int]] = []
@@ -371,17 +371,18 @@ async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
     # thousands of samples between windows would block the loop and delay the very ticks
     # the next window measures.
     await _sleep_until(loop, settle + windows * window)
+    samples = Ticker.recorded()
     for w in range(windows):
         lo, hi = settle + w * window, settle + (w + 1) * window
         measured += 1
-        sched = [s[1] for s in _triples(Ticker.samples) if lo <= s[0] < hi]
-        last = [s[2] for s in _triples(Ticker.samples) if lo <= s[0] < hi]
+        sched = [s[1] for s in _triples(samples) if lo <= s[0] < hi]
+        last = [s[2] for s in _triples(samples) if lo <= s[0] < hi]
         if sched:
             p99s.append(percentile(sched, 0.99) * 1000)
             p99s_last.append(percentile(last, 0.99) * 1000)
             worst = max([worst, *sched])
     end = settle + measured * window
-    ticks = sum(1 for s in _triples(Ticker.samples) if settle <= s[0] < end)
+    ticks = sum(1 for s in _triples(samples) if settle <= s[0] < end)
     await profiled(settings, "timers", lambda: asyncio.sleep(window))
     expected = n * measured * window / interval
     note = (
