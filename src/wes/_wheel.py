@@ -95,9 +95,10 @@ class Wheel:
         due = math.floor(now / self._res + 1e-6)
         heap, slots = self._heap, self._slots
         while heap and heap[0] <= due:
-            entries = slots.pop(heapq.heappop(heap))
-            for i in range(1, len(entries)):
-                sleeper = entries[i]
+            entries = slots.pop(heapq.heappop(heap))  # out of the map: nothing joins it now
+            sleepers = iter(entries)
+            next(sleepers)  # the slot number
+            for sleeper in sleepers:
                 if sleeper.wake_slot is entries:
                     sleeper.wake_slot = None
                     sleeper.wake(now)
