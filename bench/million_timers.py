@@ -32,6 +32,7 @@ import wes
 
 ROWS = names("million_timers")
 WINDOWS = 5
+SLICES = 1000  # groups of timers started one after the other over an interval
 
 
 class FullCollections:
@@ -80,7 +81,7 @@ async def million_timers_in_process(settings: Settings, want: Want) -> list[Row]
         gc.collect()
         gc.freeze()
     loop = asyncio.get_running_loop()
-    await _start_spread(node, channels, interval)
+    await start_spread(node, channels, interval)
     settle = loop.time() + interval
     await _sleep_until(loop, settle)
     cpu = time.process_time()
@@ -103,14 +104,16 @@ async def million_timers_in_process(settings: Settings, want: Want) -> list[Row]
     return [row(ROWS[0], max(p99s) if p99s else None, note=note)]
 
 
-async def _start_spread(node: wes.Node, channels: list[tuple[str, int]], interval: float) -> None:
-    """Start every timer, spread evenly over one interval, so ticks are spread evenly too."""
+async def start_spread(node: wes.Node, channels: list[tuple[str, int]], interval: float) -> None:
+    """Start every timer, spread evenly over one interval, so ticks are spread evenly too:
+    `SLICES` groups, each started at its moment. Coarser groups (100 an interval) bunched
+    the ticks: a group of 1,000 timers starts in ~5 ms, so its ticks fell due in that half
+    of every 10 ms, at twice the average rate."""
     loop = asyncio.get_running_loop()
-    slices = 100
-    per = -(-len(channels) // slices)
+    per = -(-len(channels) // SLICES)
     t0 = loop.time()
-    for k in range(slices):
-        await _sleep_until(loop, t0 + k * interval / slices)
+    for k in range(SLICES):
+        await _sleep_until(loop, t0 + k * interval / SLICES)
         for channel in channels[k * per : (k + 1) * per]:
             await node.command(channel, "start", interval)
 

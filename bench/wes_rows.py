@@ -26,7 +26,7 @@ from actors import Counter, Ticker
 from baselines import Floor, PerRowCommits, batched_upserts
 from common import Loop, Row, Settings, calibrate, paired_rates, percentile, profiled
 from idle_memory import idle_channel_bytes
-from million_timers import million_timers_in_process
+from million_timers import million_timers_in_process, start_spread
 from rows import Want, names, row
 from saving import (
     DurableClients,
@@ -354,13 +354,7 @@ async def timers_in_process(settings: Settings, want: Want) -> list[Row]:
         gc.collect()
         gc.freeze()
     loop = asyncio.get_running_loop()
-    slices = 100
-    per = -(-n // slices)
-    t0 = loop.time()
-    for k in range(slices):
-        await _sleep_until(loop, t0 + k * interval / slices)
-        for channel in channels[k * per : (k + 1) * per]:
-            await node.command(channel, "start", interval)
+    await start_spread(node, channels, interval)
     settle = loop.time() + interval
     await _sleep_until(loop, settle)
     p99s: list[float] = []
