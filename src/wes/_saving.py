@@ -34,11 +34,11 @@ class Saving(ChannelState):
                 runtime.sweep.schedule(self, (runtime.now() if now is None else now) + interval)
 
     def take_dirty(self, now: float, queues: dict[Writer, Queue], owner: int) -> None:
-        """Encode the dirty actors that should be saved and queue their rows with their
+        """Encode the dirty actors that should be saved and gather their rows for their
         stores' writers, one atomic batch per store, each recorded as `owner`'s in `queues`
-        (the caller's, one `Queue` per writer; it calls `queued()` on their writers). The
-        caller holds the turn; the actors count as clean until `end_save` says otherwise.
-        Raises `LeaseLost` or `StateNotEncodable`, and then nothing changed or was queued.
+        (the caller's, one `Queue` per writer, which it sends). The caller holds the turn;
+        the actors count as clean until `end_save` says otherwise. Raises `LeaseLost` or
+        `StateNotEncodable`, and then nothing changed or was gathered.
 
         A save sweep calls this for thousands of channels in a row, so the per-actor work is
         inlined: no call to the default `should_save` and `to_state`, the storage key taken
@@ -94,8 +94,8 @@ class Saving(ChannelState):
         queue = queues.get(writer)  # `_queue(queues, writer).add(fields, owner)` inline
         if queue is None:
             queue = queues[writer] = Queue(writer)
-        writer.params += fields
-        writer.sizes.append(len(fields) >> 2)  # four fields a row
+        queue.params += fields
+        queue.sizes.append(len(fields) >> 2)  # four fields a row
         queue.owners.append(owner)
         if others is not None:
             for other, rows in others.items():
@@ -126,11 +126,7 @@ class Saving(ChannelState):
             return None
         queues: dict[Writer, Queue] = {}
         self.take_dirty(self.conf.runtime.now(), queues, 0)
-        tickets = []
-        for queue in queues.values():
-            queue.writer.queued()
-            tickets.append(Ticket(queue.group, queue.first))
-        return tickets
+        return [Ticket(*queue.send()) for queue in queues.values()]
 
     def end_save(
         self, started: float, error: BaseException | None, now: float | None = None

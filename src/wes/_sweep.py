@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ._errors import StateNotEncodable
@@ -39,11 +40,21 @@ if TYPE_CHECKING:
     from ._types import Services
     from ._writer import Group, Queue, Writer
 
-FIRST_CHUNK = 16
-CHUNK = 128
-"""Channels snapshotted between two yields to the loop: the first chunk is small, so that
-the first write starts at once, and later ones double up to `CHUNK` (about a millisecond of
-work)."""
+SLICE = 256
+"""Channels snapshotted between two yields to the loop (about a millisecond of work), so that
+the commands and timers of other channels are not held up for a whole sweep."""
+FIRST_ROWS = 16
+FULL_ROWS = 4096
+"""Rows of the writes a sweep hands its writers: the first small, so that the first write
+starts at once, and later ones doubling up to `FULL_ROWS` (one SQLite statement). Each write
+costs a commit (an fsync) and, in `SqliteStore`, its thread's hand-overs of the GIL: fewer,
+larger writes cost less per row."""
+MAX_IN_FLIGHT = 3 * FULL_ROWS
+"""Rows of the sweeps handed to the writers and not yet written, at most: beyond, a sweep
+waits, so a slow store does not make it hold every row (and every channel's turn) at once."""
+GRACE = 0.0002
+"""Seconds the sweep idles between two slices while its writes are in flight (less if one
+ends): see `SaveSweep._pause`."""
 FAR = 1.0
 FAR_BUCKET = 0.016
 """A save due more than `FAR` seconds ahead waits in a bucket `FAR_BUCKET` seconds wide; it
@@ -75,17 +86,30 @@ class _Bucket:
 
 
 class _Chunk:
-    """Channels of one sweep whose turns it holds, and the writes of those that had states
-    to save: for each writer, the group future, the index of the first batch in its results
-    and, per batch, the index of its channel in `begun`."""
+    """Channels of one sweep whose turns it holds, snapshotted in slices, and the writes of
+    those that had states to save: while the chunk is encoded, its rows queued per writer;
+    once sent, for each writer the group future, the index of the first batch in its
+    results and, per batch, the index of its channel in `begun`."""
 
-    __slots__ = ("begun", "channels", "started", "writes")
+    __slots__ = ("begun", "channels", "queues", "rows", "started", "writes")
 
-    def __init__(self, channels: list[Channel], started: float) -> None:
-        self.channels = channels
+    def __init__(self, started: float) -> None:
         self.started = started
+        self.channels: list[Channel] = []
         self.begun: list[Channel] = []
+        self.queues: dict[Writer, Queue] = {}
+        self.rows = 0
         self.writes: list[tuple[Group, int, list[int]]] = []
+
+    def send(self) -> None:
+        """Hand the queued rows to the writers."""
+        for queue in self.queues.values():
+            self.writes.append((*queue.send(), queue.owners))
+        self.queues = {}
+
+    def in_flight(self) -> int:
+        """Rows sent and not yet written."""
+        return 0 if self.done() else self.rows
 
     def done(self) -> bool:
         return all(group.done() for group, _, _ in self.writes)
@@ -137,6 +161,7 @@ class SaveSweep:
         self._runtime = runtime
         self._buckets: dict[int, _Bucket] = {}
         self._due: list[Channel] = []
+        self._sent: deque[_Chunk] = deque()  # sent by the sweeps, in order (`_over_bound`)
         # The channels whose saves are failing; an entry leaves when a save works again or
         # the channel stops. Empty in the usual case, which is all the fast paths look at.
         self.failing: dict[Channel, _Streak] = {}
@@ -245,35 +270,69 @@ class SaveSweep:
                 ch.pass_turn()
 
     async def _save(self, channels: list[Channel]) -> None:
-        chunks: list[_Chunk] = []
+        chunks: list[_Chunk] = []  # sent, not yet concluded
+        chunk: _Chunk | None = None  # being snapshotted
         try:
-            start, size = 0, FIRST_CHUNK
+            start, goal = 0, FIRST_ROWS
             while start < len(channels):
-                if chunks:
-                    # The writers send and receive, other channels get a turn. Each I/O step
-                    # of a writer (send, read the reply, return the connection) takes a loop
-                    # iteration, and in each the sweep's next chunk would run first: a few
-                    # iterations per chunk keep the writes from waiting on the encoding.
-                    for _ in range(3):
-                        await asyncio.sleep(0)
+                if chunk is None:
+                    chunk = _Chunk(self._runtime.now())
+                self._snapshot(chunk, channels[start : start + SLICE])
+                start += SLICE
+                if chunk.rows >= goal or start >= len(channels):
+                    chunk.send()
+                    chunks.append(chunk)
+                    self._sent.append(chunk)
+                    chunk, goal = None, min(2 * goal, FULL_ROWS)
+                if start < len(channels):
+                    await self._pause(chunks)
                     while chunks and chunks[0].done():
                         self._conclude(chunks.pop(0))
-                chunks.append(self._begin(channels[start : start + size]))
-                start, size = start + size, min(2 * size, CHUNK)
+                    while self._over_bound():
+                        await self._sent[0].wait()
+                        while chunks and chunks[0].done():
+                            self._conclude(chunks.pop(0))
             while chunks:
                 await chunks[0].wait()
                 self._conclude(chunks.pop(0))
+            self._over_bound()  # forgets the chunks written, which hold their channels
         finally:
-            for chunk in chunks:  # cancelled: the node is closing
-                for ch in chunk.channels:
+            if chunk is not None:
+                chunks.append(chunk)
+            for left in chunks:  # cancelled: the node is closing
+                for ch in left.channels:
                     ch.pass_turn()
 
-    def _begin(self, channels: list[Channel]) -> _Chunk:
-        """Snapshot `channels` and queue their batches with the writers."""
+    def _over_bound(self) -> bool:
+        """Whether the sweeps (several may run at once) have more than `MAX_IN_FLIGHT` rows
+        sent and not yet written; forgets the chunks whose writes ended."""
+        sent = self._sent
+        while sent and sent[0].done():
+            sent.popleft()
+        return sum(chunk.in_flight() for chunk in sent) > MAX_IN_FLIGHT
+
+    @staticmethod
+    async def _pause(chunks: list[_Chunk]) -> None:
+        """Let the loop run, between two slices of a sweep.
+
+        With writes in flight, idle up to `GRACE` seconds (less if one ends) rather than
+        only yield: `SqliteStore`'s thread needs the GIL to start a write and to end it, and
+        a loop that lets go of it for a few microseconds at each yield (its `select`) wakes
+        that thread without handing it over, which makes the thread wait again, a switch
+        interval (5 ms) each time: the thread would write only once the sweep is done.
+        """
+        pending = [group for sent in chunks for group, _, _ in sent.writes if not group.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=GRACE)
+        else:
+            await asyncio.sleep(0)
+
+    def _snapshot(self, chunk: _Chunk, channels: list[Channel]) -> None:
+        """Snapshot `channels` into `chunk`: queue their rows, to be sent with the chunk."""
         now = self._runtime.now()
-        chunk = _Chunk(channels, now)
+        chunk.channels += channels
         begun = chunk.begun
-        queues: dict[Writer, Queue] = {}
+        queues = chunk.queues
         for ch in channels:
             if ch.claim is None or not ch.dirty:
                 continue  # stopped meanwhile, or nothing left to save
@@ -285,10 +344,7 @@ class SaveSweep:
                     ch.retry_save_later()
                 continue
             begun.append(ch)
-        for queue in queues.values():
-            queue.writer.queued()
-            chunk.writes.append((queue.group, queue.first, queue.owners))
-        return chunk
+        chunk.rows = sum(len(queue.params) for queue in queues.values()) // 4
 
     def _conclude(self, chunk: _Chunk) -> None:
         """Count the chunk's saves (or retry them later), and hand back every turn."""

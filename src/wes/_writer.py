@@ -69,24 +69,28 @@ class Ticket:
 
 
 class Queue:
-    """The batches one caller (a chunk of a save sweep, or one save) queues with `writer`:
-    the future of the write that takes them, the index of the first in its results, and per
-    batch the caller's `owners` entry (which of its channels the batch is of)."""
+    """The batches one caller (a chunk of a save sweep, or one save) gathers for `writer`:
+    its rows' fields one after another in `params`, each batch's row count in `sizes`, and
+    per batch the caller's `owners` entry (which of its channels the batch is of)."""
 
-    __slots__ = ("first", "group", "owners", "writer")
+    __slots__ = ("owners", "params", "sizes", "writer")
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.group = writer.open()
-        self.first = len(writer.sizes)
+        self.params: list[Any] = []
+        self.sizes: array[int] = array("q")
         self.owners: list[int] = []
 
     def add(self, fields: list[Any], owner: int) -> None:
-        """Queue one atomic batch: `fields` holds its rows' fields one after another."""
-        writer = self.writer
-        writer.params += fields
-        writer.sizes.append(len(fields) // _FIELDS)
+        """Gather one atomic batch: `fields` holds its rows' fields one after another."""
+        self.params += fields
+        self.sizes.append(len(fields) // _FIELDS)
         self.owners.append(owner)
+
+    def send(self) -> tuple[Group, int]:
+        """Queue the batches for the writer's next write; returns the future of its results
+        and the index of the first of these batches in them (see `Writer.submit_flat`)."""
+        return self.writer.submit_flat(self.params, self.sizes)
 
 
 class Writer:
@@ -96,10 +100,8 @@ class Writer:
     call, so concurrent channels share commits (group commit) without any added delay. All
     batches of one call share one future, since a save sweep may queue thousands at once.
 
-    A caller queues rows itself: `open()` gives the future of the next write, then it appends
-    the fields of each row to `params` and the row count of each atomic batch to `sizes`,
-    then calls `queued()`, all without an await in between (the next write takes the queue at
-    an await of the loop).
+    Batches come flat (`submit_flat`, see `Queue`): no object per row or batch is held
+    while they wait.
     """
 
     def __init__(
@@ -113,30 +115,32 @@ class Writer:
         self._group: Group | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def open(self) -> Group:
-        """The future of the next write's results, one per batch of `sizes` (see the class).
+    def submit_flat(self, params: list[Any], sizes: array[int]) -> tuple[Group, int]:
+        """Queue atomic batches for the next write: `params` holds the fields of their rows
+        (in the order of `Write`) one after another, `sizes` the row count of each batch.
+        Returns the future of that write's results and the index of the first of these
+        batches in them.
 
-        Await it with `asyncio.wait`, not directly: it is shared, and a task awaiting a future
-        cancels it when the task is cancelled.
+        Await the future with `asyncio.wait`, not directly: it is shared, and a task awaiting
+        a future cancels it when the task is cancelled.
         """
         group = self._group
         if group is None:
             group = self._group = asyncio.get_running_loop().create_future()
             group.add_done_callback(_consume)
-        return group
-
-    def queued(self) -> None:
-        """Rows were queued: make sure a write will take them."""
+        first = len(self.sizes)
+        if first:
+            self.params += params
+            self.sizes += sizes
+        else:  # the usual case: take the caller's lists, which it no longer uses
+            self.params, self.sizes = params, sizes
         if self._task is None:
             self._task = self._spawn(self._run())
+        return group, first
 
     def submit(self, batch: Sequence[Write]) -> Ticket:
         """Queue an atomic batch for the next write."""
-        group = self.open()
-        index = len(self.sizes)
-        self.sizes.append(len(batch))
-        self.params.extend(_flatten(batch))
-        self.queued()
+        group, index = self.submit_flat(list(_flatten(batch)), array("q", (len(batch),)))
         return Ticket(group, index)
 
     async def _run(self) -> None:

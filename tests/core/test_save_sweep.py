@@ -18,7 +18,7 @@ from wes import _sweep
 from wes._writer import Writer
 from wes.abc import Store, Write
 
-MANY = 3 * _sweep.CHUNK + 7  # several chunks, the last one partial
+MANY = 3 * _sweep.SLICE + 7  # several slices, the last one partial
 
 
 class Probe(wes.Actor):
@@ -378,3 +378,53 @@ async def test_a_sqlite_write_that_fails_fails_a_durable_command(tmp_path: Path)
         with pytest.raises(wes.StoreUnavailable, match="closed"):
             await node.command(("c", 1), "incr")
         assert await node.status(("c", 1)) is None
+
+
+async def test_a_sweep_waits_while_its_writes_fall_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep hands its writers a bounded number of rows that are not yet written: while the
+    store holds its writes, the sweep snapshots no further, and it saves everything once the
+    store writes again."""
+    monkeypatch.setattr(_sweep, "SLICE", 8)
+    monkeypatch.setattr(_sweep, "FULL_ROWS", 16)
+    monkeypatch.setattr(_sweep, "MAX_IN_FLIGHT", 32)
+    store = Watching()
+    node = probe_node(store)
+    async with node:
+        channels = await start_probes(node, MANY)
+        await wait_until(lambda: sum(store.sizes) >= MANY)
+        store.release.clear()
+        Probe.encoded_at.clear()
+        store.sizes.clear()
+        for channel in channels:
+            await node.command(channel, "incr")
+        await wait_until(lambda: bool(store.sizes))
+        await asyncio.sleep(0.2)  # ample for the whole sweep, were it not held back
+        # In flight at most: MAX_IN_FLIGHT rows, the chunk that went past it, and a slice.
+        assert len(Probe.encoded_at) <= 32 + 16 + 8 < MANY
+        store.release.set()
+        await wait_until(lambda: sum(store.sizes) >= MANY)
+        assert await stored_values(store, MANY) == [1] * MANY
+
+
+async def test_a_sweep_writes_a_channel_of_two_stores_one_batch_each() -> None:
+    """A channel whose actors live in two stores, in no order, is saved by a periodic sweep
+    with each actor's state in its own store."""
+    first, second = wes.MemoryStore(), wes.MemoryStore()
+    stats = wes.MemoryStats()
+    node = wes.Node(store=first, registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("probe", Probe)
+    node.actor_type("other", Probe, store=second)
+    node.channel_type("c", idle_timeout=None, save_interval=0.005)
+    async with node:
+        actors = [("probe", 1), ("other", 2), ("probe", 3)]
+        await node.create_channel(("c", 0), [wes.create(actor) for actor in actors])
+        await wait_until(lambda: stats.counts().get(("save", "ok"), 0) >= 1)
+        await node.command(("c", 0), "incr")
+        await wait_until(lambda: stats.counts().get(("save", "ok"), 0) >= 2)
+        ours = await first.read(["probe/1", "probe/3", "other/2"])
+        theirs = await second.read(["probe/1", "probe/3", "other/2"])
+        assert {key: record.data for key, record in ours.items()} == {
+            "probe/1": b'{"value":1}',
+            "probe/3": b'{"value":1}',
+        }
+        assert {key: record.data for key, record in theirs.items()} == {"other/2": b'{"value":1}'}
