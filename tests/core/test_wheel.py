@@ -132,3 +132,25 @@ async def test_far_save_deadlines_share_one_bucket_in_the_wheel() -> None:
         assert len(whens) == 3
         assert now + 0.5 <= whens[0] < whens[1] <= now + 0.506
         assert edge - 0.005 <= whens[2] <= edge + 1e-9
+
+
+async def test_a_fired_slots_list_is_reused_and_wakes_only_its_new_sleepers() -> None:
+    """Once a slot has fired, its list serves a later slot (an old object for the garbage
+    collector, not a new young one); a sleeper that had moved out of it before it fired, and
+    those it woke, are not woken again by the slot it serves next."""
+    loop = asyncio.get_running_loop()
+    wheel = Wheel(loop)
+    woken, moved, later = Sleeper(loop), Sleeper(loop), Sleeper(loop)
+    start = loop.time()
+    wheel.schedule(woken, start + 0.03)
+    wheel.schedule(moved, start + 0.03)
+    first = woken.wake_slot
+    wheel.schedule(moved, start + 0.01)  # leaves a stale entry behind in `first`
+    await asyncio.sleep(0.06)
+    assert len(woken.woken) == len(moved.woken) == 1
+    wheel.schedule(later, loop.time() + 0.03)
+    assert later.wake_slot is first
+    await asyncio.sleep(0.06)
+    assert len(later.woken) == 1
+    assert len(woken.woken) == len(moved.woken) == 1
+    wheel.close()
