@@ -8,14 +8,17 @@ its own, so its wheel entry for idle timeouts and timers stays as it was. When a
 due, its channels that are free go to the sweep; busy ones join a bucket a little later.
 
 A task, a gather and a future per channel would cost more than the save itself. The sweep
-instead snapshots the due channels in chunks, hands each chunk's batches to the writers
-(which group them into one commit per store), and concludes a chunk in one pass when its
-writes end.
+instead snapshots the due channels in slices (`SLICE`), gathers their rows into chunks of up
+to `FULL_ROWS` rows, hands each chunk to the writers (which group what is queued into one
+commit per store), and concludes a chunk in one pass when its writes end.
 
-Between two chunks the sweep yields to the loop, for two reasons: a writer can send the first
-chunk while the next one is being encoded (the store works on its own thread or server, the
-encoding on the loop, so the two overlap), and commands and timers of other channels are not
-held up for the whole sweep: 20,000 channels due at once are ~100 ms of encoding.
+Between two slices the sweep lets the loop run, for two reasons: the store writes one chunk
+while the next is encoded (the store works on its own thread or server, the encoding on the
+loop, so the two overlap), and commands and timers of other channels are not held up for the
+whole sweep: 20,000 channels due at once are ~100 ms of encoding. While its writes are in
+flight it idles a little at each slice (`GRACE`), so that a store's thread gets the GIL
+(`SaveSweep._pause`), and it stops snapshotting while more than `MAX_IN_FLIGHT` rows wait to
+be written.
 
 A save that keeps failing is logged on the `wes` logger at WARNING: once when the streak of
 failures begins, then at most every `FAILING_LOG_INTERVAL` seconds while it lasts, and once
@@ -251,13 +254,7 @@ class SaveSweep:
                 self.schedule(ch, now + BUSY_DELAY)
             else:
                 ch.busy = True  # the sweep hands the turn back when the write ends
-                due.append(ch)  # `add` inline
-
-    def add(self, ch: Channel) -> None:
-        """Save `ch` soon; the caller took its turn, which the sweep hands back."""
-        if not self._due:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._due.append(ch)
+                due.append(ch)
 
     def _flush(self) -> None:
         channels, self._due = self._due, []
