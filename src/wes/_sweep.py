@@ -94,7 +94,7 @@ class _Chunk:
     once sent, for each writer the group future, the index of the first batch in its
     results and, per batch, the index of its channel in `begun`."""
 
-    __slots__ = ("begun", "channels", "queues", "rows", "started", "writes")
+    __slots__ = ("begun", "channels", "queues", "rows", "sent", "started", "writes")
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -102,6 +102,7 @@ class _Chunk:
         self.begun: list[Channel] = []
         self.queues: dict[Writer, Queue] = {}
         self.rows = 0
+        self.sent = False
         self.writes: list[tuple[Group, int, list[int]]] = []
 
     def send(self) -> None:
@@ -109,10 +110,15 @@ class _Chunk:
         for queue in self.queues.values():
             self.writes.append((*queue.send(), queue.owners))
         self.queues = {}
+        self.sent = True
 
-    def in_flight(self) -> int:
-        """Rows sent and not yet written."""
-        return 0 if self.done() else self.rows
+    def writing(self) -> bool:
+        """Whether the chunk was sent and its writes have not all ended."""
+        return self.sent and not self.done()
+
+    def unwritten(self) -> int:
+        """Rows snapshotted and not yet written."""
+        return self.rows if not self.sent or not self.done() else 0
 
     def done(self) -> bool:
         return all(group.done() for group, _, _ in self.writes)
@@ -164,7 +170,7 @@ class SaveSweep:
         self._runtime = runtime
         self._buckets: dict[int, _Bucket] = {}
         self._due: list[Channel] = []
-        self._sent: deque[_Chunk] = deque()  # sent by the sweeps, in order (`_over_bound`)
+        self._open: deque[_Chunk] = deque()  # the sweeps' chunks, in order (`_held_by`)
         # The channels whose saves are failing; an entry leaves when a save works again or
         # the channel stops. Empty in the usual case, which is all the fast paths look at.
         self.failing: dict[Channel, _Streak] = {}
@@ -272,41 +278,47 @@ class SaveSweep:
         try:
             start, goal = 0, FIRST_ROWS
             while start < len(channels):
+                held = self._held_by()
+                while held is not None:
+                    await held.wait()
+                    while chunks and chunks[0].done():
+                        self._conclude(chunks.pop(0))
+                    held = self._held_by()
                 if chunk is None:
                     chunk = _Chunk(self._runtime.now())
+                    self._open.append(chunk)
                 self._snapshot(chunk, channels[start : start + SLICE])
                 start += SLICE
                 if chunk.rows >= goal or start >= len(channels):
                     chunk.send()
                     chunks.append(chunk)
-                    self._sent.append(chunk)
                     chunk, goal = None, min(2 * goal, FULL_ROWS)
                 if start < len(channels):
                     await self._pause(chunks)
                     while chunks and chunks[0].done():
                         self._conclude(chunks.pop(0))
-                    while self._over_bound():
-                        await self._sent[0].wait()
-                        while chunks and chunks[0].done():
-                            self._conclude(chunks.pop(0))
             while chunks:
                 await chunks[0].wait()
                 self._conclude(chunks.pop(0))
-            self._over_bound()  # forgets the chunks written, which hold their channels
+            self._held_by()  # forgets the chunks written, which hold their channels
         finally:
-            if chunk is not None:
+            if chunk is not None:  # cancelled while snapshotting: it will not be sent
+                self._open.remove(chunk)
                 chunks.append(chunk)
             for left in chunks:  # cancelled: the node is closing
                 for ch in left.channels:
                     ch.pass_turn()
 
-    def _over_bound(self) -> bool:
-        """Whether the sweeps (several may run at once) have more than `MAX_IN_FLIGHT` rows
-        sent and not yet written; forgets the chunks whose writes ended."""
-        sent = self._sent
-        while sent and sent[0].done():
-            sent.popleft()
-        return sum(chunk.in_flight() for chunk in sent) > MAX_IN_FLIGHT
+    def _held_by(self) -> _Chunk | None:
+        """The oldest chunk being written, if the sweeps (several may run at once) hold more
+        than `MAX_IN_FLIGHT` rows snapshotted and not yet written; else `None`. Forgets the
+        chunks whose writes ended."""
+        chunks = self._open
+        while chunks and chunks[0].sent and chunks[0].done():
+            chunks.popleft()
+        if sum(chunk.unwritten() for chunk in chunks) <= MAX_IN_FLIGHT:
+            return None
+        return next((chunk for chunk in chunks if chunk.writing()), None)
 
     @staticmethod
     async def _pause(chunks: list[_Chunk]) -> None:
