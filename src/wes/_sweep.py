@@ -94,7 +94,7 @@ class _Chunk:
     once sent, for each writer the group future, the index of the first batch in its
     results and, per batch, the index of its channel in `begun`."""
 
-    __slots__ = ("begun", "channels", "queues", "rows", "sent", "started", "writes")
+    __slots__ = ("begun", "channels", "on_thread", "queues", "rows", "sent", "started", "writes")
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -103,12 +103,14 @@ class _Chunk:
         self.queues: dict[Writer, Queue] = {}
         self.rows = 0
         self.sent = False
+        self.on_thread = False  # whether a store of its writes writes on a thread of its own
         self.writes: list[tuple[Group, int, list[int]]] = []
 
     def send(self) -> None:
         """Hand the queued rows to the writers."""
         for queue in self.queues.values():
             self.writes.append((*queue.send(), queue.owners))
+            self.on_thread = self.on_thread or queue.writer.on_thread
         self.queues = {}
         self.sent = True
 
@@ -324,16 +326,22 @@ class SaveSweep:
     async def _pause(chunks: list[_Chunk]) -> None:
         """Let the loop run, between two slices of a sweep.
 
-        With writes in flight, idle up to `GRACE` seconds (less if one ends) rather than
-        only yield: `SqliteStore`'s thread needs the GIL to start a write and to end it, and
-        a loop that lets go of it for a few microseconds at each yield (its `select`) wakes
-        that thread without handing it over, which makes the thread wait again, a switch
-        interval (5 ms) each time: the thread would write only once the sweep is done.
+        With writes in flight on a store's thread, idle up to `GRACE` seconds (less if one
+        ends) rather than only yield: `SqliteStore`'s thread needs the GIL to start a write
+        and to end it, and a loop that lets go of it for a few microseconds at each yield
+        (its `select`) wakes that thread without handing it over, which makes the thread
+        wait again, a switch interval (5 ms) each time: the thread would write only once the
+        sweep is done.
         """
-        pending = [group for sent in chunks for group, _, _ in sent.writes if not group.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=GRACE)
-        else:
+        threaded = [sent for sent in chunks if sent.on_thread and not sent.done()]
+        if threaded:
+            pending = [group for sent in threaded for group, _, _ in sent.writes]
+            await asyncio.wait([group for group in pending if not group.done()], timeout=GRACE)
+            return
+        # A store on the loop (a server's client): each I/O step of a write (send, read the
+        # reply, return the connection) takes a loop iteration, in each of which the sweep's
+        # next slice would run first; a few iterations keep the writes from waiting on it.
+        for _ in range(3 if any(not sent.done() for sent in chunks) else 1):
             await asyncio.sleep(0)
 
     def _snapshot(self, chunk: _Chunk, channels: list[Channel]) -> None:

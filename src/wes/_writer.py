@@ -110,6 +110,9 @@ class Writer:
         self._store = store
         self._spawn = spawn
         self._flat = flat_write_of(store)
+        # Flat writes are `SqliteStore`'s, which writes on a thread of its own: then a save
+        # sweep lets that thread take the GIL between its slices (`_sweep.SaveSweep._pause`).
+        self.on_thread = self._flat is not None
         self.params: list[Any] = []
         self.sizes: array[int] = array("q")
         self._group: Group | None = None
