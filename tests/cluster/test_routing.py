@@ -16,6 +16,7 @@ from tests.support.cluster import cluster_of, nodes_of
 from tests.support.counters import Counter
 from tests.support.nodes import OTHER, SESSION, A, B
 from tests.support.waiting import wait_until
+from wes.abc import Ident
 
 ACTORS = {"counter": Counter}
 cluster = partial(cluster_of, ACTORS)
@@ -162,13 +163,9 @@ async def test_hash_placement_skips_a_node_that_is_stopping() -> None:
     async with nodes[0], nodes[1]:
         async with nodes[2]:
             await _heard_each_other(nodes)
-            channels = [("session", i) for i in range(30)]
-            to_c = [ch for ch in channels if nodes[0]._cluster.peers.rank(ch)[0] == "n2"]  # type: ignore[union-attr]
-            assert to_c
+            to_c = _placed_first_on(nodes[0], "n2")
         # n2 left: n0 and n1 place its channels on the next node in rendezvous order.
-        for channel in to_c:
-            ref = await nodes[0].ensure_channel(channel)
-            assert ref.owner in ("n0", "n1")
+        await _placed_elsewhere(nodes[0], to_c, ("n0", "n1"))
 
 
 async def test_closing_a_node_stops_its_channels_normally_and_callers_find_them_gone() -> None:
@@ -292,11 +289,23 @@ async def test_hash_placement_skips_a_node_that_refuses_as_stopping() -> None:
         await _heard_each_other(nodes)
         assert nodes[2]._server is not None
         nodes[2]._server.accepting = False  # the first step of closing: it refuses calls
-        channels = [("session", i) for i in range(30)]
-        to_c = [ch for ch in channels if nodes[0]._cluster.peers.rank(ch)[0] == "n2"]  # type: ignore[union-attr]
-        assert to_c
-        for channel in to_c:
-            ref = await nodes[0].ensure_channel(channel)
-            assert ref.owner in ("n0", "n1")
+        to_c = _placed_first_on(nodes[0], "n2")
+        await _placed_elsewhere(nodes[0], to_c, ("n0", "n1"))
         assert nodes[2].live_channels == 0
         nodes[2]._server.accepting = True
+
+
+def _placed_first_on(node: wes.Node, address: str) -> list[Ident]:
+    """Channels of 30 whose rendezvous order, as `node` hears its peers, starts at `address`."""
+    assert node._cluster is not None
+    channels: list[Ident] = [("session", i) for i in range(30)]
+    chosen = [ch for ch in channels if node._cluster.peers.rank(ch)[0] == address]
+    assert chosen
+    return chosen
+
+
+async def _placed_elsewhere(node: wes.Node, channels: list[Ident], owners: tuple[str, ...]) -> None:
+    """`ensure_channel` from `node` places each of `channels` on one of `owners`."""
+    for channel in channels:
+        ref = await node.ensure_channel(channel)
+        assert ref.owner in owners
