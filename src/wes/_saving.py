@@ -3,6 +3,7 @@ and concluding a write (a mixin of `Channel`: the channel holds the slots)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._actor import Actor
@@ -11,6 +12,7 @@ from ._state import ChannelState
 from ._writer import Queue, Ticket
 
 if TYPE_CHECKING:
+    from ._types import Services
     from ._writer import Writer
 
 _should_save = Actor.should_save
@@ -31,7 +33,9 @@ class Saving(ChannelState):
             interval = conf.save_interval
             if interval is not None and not conf.durable:
                 runtime = conf.runtime
-                runtime.sweep.schedule(self, (runtime.now() if now is None else now) + interval)
+                if now is None:
+                    now = runtime.now()
+                runtime.sweep.schedule(self, now + interval, now)
 
     def take_dirty(self, now: float, queues: dict[Writer, Queue], owner: int) -> None:
         """Encode the dirty actors that should be saved and gather their rows for their
@@ -40,66 +44,56 @@ class Saving(ChannelState):
         the actors count as clean until `end_save` says otherwise. Raises `LeaseLost` or
         `StateNotEncodable`, and then nothing changed or was gathered.
 
-        A save sweep calls this for thousands of channels in a row, so the per-actor work is
-        inlined: no call to the default `should_save` and `to_state`, the storage key taken
-        from the claim (computed once per actor), and the row's fields go straight into one
-        list per store, with no `Write` tuple or batch object (see `_writer`).
+        A save sweep calls this for thousands of channels in a row, so the usual channel (one
+        actor) has a path of its own: its row's fields go straight into its writer's queue,
+        with no `Write` tuple, batch list or second pass (see `_writer`), and the storage key
+        is the claim's (computed once per actor).
         """
         if now >= self.lease_until:
             raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
         runtime = self.conf.runtime
+        actors = self.actors
+        if len(actors) == 1:
+            actor = actors[0]
+            if actor._wes_dirty:
+                data = _encoded(actor, runtime.codec.encode)
+                actor._wes_dirty = False
+                if data is not None:
+                    conf = runtime.actor_types[actor._wes_id[0]]
+                    claim = actor._wes_claim
+                    writer = conf.writer
+                    queue = queues.get(writer)  # `_queue(queues, writer).add(...)` inline
+                    if queue is None:
+                        queue = queues[writer] = Queue(writer)
+                    queue.params += (claim.ident[1], data, conf.cls.version, claim.token)
+                    queue.sizes.append(1)
+                    queue.owners.append(owner)
+            self.dirty = False
+            return
+        self._take_dirty_actors(runtime, queues, owner)
+
+    def _take_dirty_actors(
+        self, runtime: Services, queues: dict[Writer, Queue], owner: int
+    ) -> None:
+        """`take_dirty` of a channel of several actors (or none)."""
         encode = runtime.codec.encode
-        actor_conf = runtime.actor_conf
-        writer: Writer | None = None  # of the first row; nearly always every row's
-        fields: list[Any] = []
-        others: dict[Writer, list[Any]] | None = None
+        rows: dict[Writer, list[Any]] = {}  # a batch per store
         for actor in self.actors:
             if not actor._wes_dirty:
                 continue
-            cls = type(actor)
-            if cls.should_save is not _should_save and not actor.should_save():
+            data = _encoded(actor, encode)
+            if data is None:
                 continue
-            try:
-                state: dict[str, Any]
-                if cls.to_state is _to_state:  # the default: a copy of the public attributes
-                    state = actor.__dict__
-                    for name in state:
-                        if name[:1] == "_":
-                            state = actor.to_state()
-                            break
-                    else:
-                        state = state.copy()
-                else:
-                    state = actor.to_state()
-                data = encode(state)
-            except Exception as exc:
-                ident = actor._wes_id
-                raise StateNotEncodable(
-                    f"cannot encode the state of actor {ident!r}: {exc}", ident
-                ) from exc
-            conf = actor_conf(actor._wes_id[0])
+            conf = runtime.actor_types[actor._wes_id[0]]
             claim = actor._wes_claim
-            row = (claim.ident[1], data, conf.cls.version, claim.token)
-            if writer is None or conf.writer is writer:
-                writer = conf.writer
-                fields += row
-            else:  # an actor of another store: a batch of its own for that store
-                others = {} if others is None else others
-                others.setdefault(conf.writer, []).extend(row)
+            rows.setdefault(conf.writer, []).extend(
+                (claim.ident[1], data, conf.cls.version, claim.token)
+            )
         for actor in self.actors:
             actor._wes_dirty = False
         self.dirty = False
-        if writer is None:
-            return
-        queue = queues.get(writer)  # `_queue(queues, writer).add(fields, owner)` inline
-        if queue is None:
-            queue = queues[writer] = Queue(writer)
-        queue.params += fields
-        queue.sizes.append(len(fields) >> 2)  # four fields a row
-        queue.owners.append(owner)
-        if others is not None:
-            for other, rows in others.items():
-                _queue(queues, other).add(rows, owner)
+        for writer, fields in rows.items():
+            _queue(queues, writer).add(fields, owner)
 
     async def save(self) -> None:
         """Write the dirty actors in one atomic write (per store); the caller holds the turn.
@@ -180,6 +174,33 @@ class Saving(ChannelState):
         low, high = RETRY_BACKOFF
         self.save_retry = min(high, (self.save_retry or low / 2) * 2)
         conf.runtime.sweep.schedule(self, conf.runtime.now() + self.save_retry)
+
+
+def _encoded(actor: Actor, encode: Callable[[dict[str, Any]], bytes]) -> bytes | None:
+    """The encoded state of `actor`, or `None` if it should not be saved now; raises
+    `StateNotEncodable` naming the actor. The defaults of `should_save` and `to_state` are
+    not called (a copy of the public attributes, made without a call)."""
+    cls = type(actor)
+    if cls.should_save is not _should_save and not actor.should_save():
+        return None
+    try:
+        state: dict[str, Any]
+        if cls.to_state is _to_state:
+            state = actor.__dict__
+            for name in state:
+                if name[:1] == "_":
+                    state = actor.to_state()
+                    break
+            else:
+                state = state.copy()
+        else:
+            state = actor.to_state()
+        return encode(state)
+    except Exception as exc:
+        ident = actor._wes_id
+        raise StateNotEncodable(
+            f"cannot encode the state of actor {ident!r}: {exc}", ident
+        ) from exc
 
 
 def _queue(queues: dict[Writer, Queue], writer: Writer) -> Queue:

@@ -171,6 +171,9 @@ class SaveSweep:
     def __init__(self, runtime: Services) -> None:
         self._runtime = runtime
         self._buckets: dict[int, _Bucket] = {}
+        # The bucket `schedule` filled last, while it waits: channels made dirty in the same
+        # millisecond (a burst of commands) join it without a lookup.
+        self._last = _Bucket(self, -1)
         self._due: list[Channel] = []
         self._open: deque[_Chunk] = deque()  # the sweeps' chunks, in order (`_held_by`)
         # The channels whose saves are failing; an entry leaves when a save works again or
@@ -238,20 +241,27 @@ class SaveSweep:
             },
         )
 
-    def schedule(self, ch: Channel, when: float) -> None:
+    def schedule(self, ch: Channel, when: float, now: float | None = None) -> None:
         """Save `ch` at loop time `when` (to the next millisecond, or `FAR_BUCKET` if far
-        ahead), if it is dirty then."""
+        ahead), if it is dirty then; `now` is the loop time, if the caller has it."""
         slot = math.ceil(when / RESOLUTION)
-        if when - self._runtime.now() > FAR:
+        last = self._last
+        if last.slot == slot:  # a far deadline may join it too: it is due sooner, not later
+            last.channels.append(ch)
+            return
+        if when - (self._runtime.now() if now is None else now) > FAR:
             slot = -(-slot // _FAR_SLOTS) * _FAR_SLOTS
         bucket = self._buckets.get(slot)
         if bucket is None:
             bucket = self._buckets[slot] = _Bucket(self, slot)
             self._runtime.wheel.schedule(bucket, bucket.when)
         bucket.channels.append(ch)
+        self._last = bucket
 
     def _due_now(self, bucket: _Bucket, now: float) -> None:
         del self._buckets[bucket.slot]
+        if self._last is bucket:  # it is emptied now: a channel joining it would be lost
+            self._last = _Bucket(self, -1)
         due = self._due
         if not due:
             asyncio.get_running_loop().call_soon(self._flush)

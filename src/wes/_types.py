@@ -24,7 +24,7 @@ class Sweep(Protocol):
 
     failing: dict[Any, Any]
 
-    def schedule(self, ch: Any, when: float) -> None: ...
+    def schedule(self, ch: Any, when: float, now: float | None = None) -> None: ...
     def save_failed(self, ch: Any, exc: BaseException) -> None: ...
     def save_worked(self, ch: Any, now: float) -> None: ...
 
@@ -42,6 +42,7 @@ class Services(Protocol):
     codec: Codec
     stats: Stats
     counts_events: bool  # whether `event` reaches a stats sink (not `NullStats`)
+    actor_types: dict[str, ActorConf]  # by type name; `actor_conf` without the call
 
     @property
     def sweep(self) -> Sweep: ...

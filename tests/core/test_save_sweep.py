@@ -265,6 +265,27 @@ async def stored_soon(store: Store, data: bytes, within: float = 1.0) -> None:
     raise AssertionError(f"holder/1 is not {data!r} after {within} s")
 
 
+async def test_a_channel_due_in_the_millisecond_of_a_bucket_that_fired_is_saved() -> None:
+    """`schedule` hands a channel to the bucket it filled last without a lookup; once that
+    bucket fired, a channel due in its millisecond gets a bucket of its own, not lost."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=None)  # no schedule of its own
+    loop = asyncio.get_running_loop()
+    async with node:
+        for i in (1, 2):
+            await node.create_channel(("c", i), wes.create(("holder", i)))
+            await node.command(("c", i), "incr")
+        sweep = node._rt.sweep
+        due = loop.time()
+        sweep.schedule(node._channels[("c", 1)], due)
+        await stored_soon(store, b'{"value":1}')
+        sweep.schedule(node._channels[("c", 2)], due)
+        second = store._records
+        await wait_until(lambda: getattr(second.get("holder/2"), "data", b"") == b'{"value":1}')
+
+
 async def test_a_state_that_cannot_be_encoded_is_retried_with_backoff() -> None:
     """A periodic save that cannot encode a state is retried with growing delays, not at every
     tick and not never."""
