@@ -166,7 +166,8 @@ class _Streak:
 
 class SaveSweep:
     """Collects channels due for a periodic save (each with its turn taken) and saves them in
-    one task per loop iteration."""
+    one task: channels due while it snapshots join it; once it only waits for its last
+    writes, the next channels due start another."""
 
     def __init__(self, runtime: Services) -> None:
         self._runtime = runtime
@@ -176,6 +177,10 @@ class SaveSweep:
         self._last = _Bucket(self, -1)
         self._due: list[Channel] = []
         self._open: deque[_Chunk] = deque()  # the sweeps' chunks, in order (`_held_by`)
+        # The channels of the sweep snapshotting now, if one is: channels due meanwhile join
+        # its list, so that one sweep at a time encodes, and it idles while its store's
+        # thread takes the GIL (`_pause`) instead of yielding to another sweep's slice.
+        self._sweeping: list[Channel] | None = None
         # The channels whose saves are failing; an entry leaves when a save works again or
         # the channel stops. Empty in the usual case, which is all the fast paths look at.
         self.failing: dict[Channel, _Streak] = {}
@@ -278,17 +283,22 @@ class SaveSweep:
         channels, self._due = self._due, []
         if not channels:
             return  # every channel of a due bucket had stopped or was saved meanwhile
-        if self._runtime.is_running:
+        if self._sweeping is not None:  # the running sweep takes them in its next slices
+            self._sweeping += channels
+        elif self._runtime.is_running:
+            self._sweeping = channels
             self._runtime.spawn(self._save(channels))
         else:
             for ch in channels:
                 ch.pass_turn()
 
     async def _save(self, channels: list[Channel]) -> None:
+        """Sweep `channels`, and those `_flush` adds to the list while this snapshots."""
         chunks: list[_Chunk] = []  # sent, not yet concluded
         chunk: _Chunk | None = None  # being snapshotted
+        start = 0
         try:
-            start, goal = 0, FIRST_ROWS
+            goal = FIRST_ROWS
             while start < len(channels):
                 held = self._held_by()
                 while held is not None:
@@ -309,20 +319,26 @@ class SaveSweep:
                     await self._pause(chunks)
                     while chunks and chunks[0].done():
                         self._conclude(chunks.pop(0))
+            self._sweeping = None  # no await since the last slice: channels due later
+            # start a sweep of their own
             while chunks:
                 await chunks[0].wait()
                 self._conclude(chunks.pop(0))
             self._held_by()  # forgets the chunks written, which hold their channels
         finally:
+            if self._sweeping is channels:  # cancelled: the node is closing
+                self._sweeping = None
             if chunk is not None:  # cancelled while snapshotting: it will not be sent
                 self._open.remove(chunk)
                 chunks.append(chunk)
-            for left in chunks:  # cancelled: the node is closing
+            for left in chunks:
                 for ch in left.channels:
                     ch.pass_turn()
+            for ch in channels[start:]:  # cancelled before their slice: their turns back
+                ch.pass_turn()
 
     def _held_by(self) -> _Chunk | None:
-        """The oldest chunk being written, if the sweeps (several may run at once) hold more
+        """The oldest chunk being written, if the sweeps (one snapshotting, others ending) hold more
         than `MAX_IN_FLIGHT` rows snapshotted and not yet written; else `None`. Forgets the
         chunks whose writes ended."""
         chunks = self._open
@@ -332,21 +348,26 @@ class SaveSweep:
             return None
         return next((chunk for chunk in chunks if chunk.writing()), None)
 
-    @staticmethod
-    async def _pause(chunks: list[_Chunk]) -> None:
-        """Let the loop run, between two slices of a sweep.
+    async def _pause(self, chunks: list[_Chunk]) -> None:
+        """Let the loop run, between two slices of a sweep (`chunks`: its own, sent).
 
-        With writes in flight on a store's thread, idle up to `GRACE` seconds (less if one
-        ends) rather than only yield: `SqliteStore`'s thread needs the GIL to start a write
-        and to end it, and a loop that lets go of it for a few microseconds at each yield
-        (its `select`) wakes that thread without handing it over, which makes the thread
-        wait again, a switch interval (5 ms) each time: the thread would write only once the
-        sweep is done.
+        With writes in flight on a store's thread (of any sweep), idle up to `GRACE` seconds
+        (less if one ends) rather than only yield: `SqliteStore`'s thread needs the GIL to
+        start a write and to end it, and a loop that lets go of it for a few microseconds at
+        each yield (its `select`) wakes that thread without handing it over, which makes the
+        thread wait again, a switch interval (5 ms) each time: the thread would write only
+        once the sweep is done. Every sweep running idles so: one that only yielded would
+        keep the loop from sleeping for the others.
         """
-        threaded = [sent for sent in chunks if sent.on_thread and not sent.done()]
-        if threaded:
-            pending = [group for sent in threaded for group, _, _ in sent.writes]
-            await asyncio.wait([group for group in pending if not group.done()], timeout=GRACE)
+        pending = [
+            group
+            for sent in self._open
+            if sent.on_thread and sent.sent
+            for group, _, _ in sent.writes
+            if not group.done()
+        ]
+        if pending:
+            await asyncio.wait(pending, timeout=GRACE)
             return
         # A store on the loop (a server's client): each I/O step of a write (send, read the
         # reply, return the connection) takes a loop iteration, in each of which the sweep's

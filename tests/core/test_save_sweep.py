@@ -92,6 +92,22 @@ async def dirty_all_and_wait(node: wes.Node, store: Watching, channels: list[Any
     await wait_until(lambda: sum(store.sizes) >= len(channels))
 
 
+def small_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices of 8 channels, writes of up to 16 rows, at most 32 rows unwritten."""
+    monkeypatch.setattr(_sweep, "SLICE", 8)
+    monkeypatch.setattr(_sweep, "FULL_ROWS", 16)
+    monkeypatch.setattr(_sweep, "MAX_IN_FLIGHT", 32)
+
+
+async def held_back(node: wes.Node, store: Watching) -> list[tuple[str, int]]:
+    """Start `MANY` probes, wait for their first saves, then hold the store's writes."""
+    channels = await start_probes(node, MANY)
+    await wait_until(lambda: sum(store.sizes) >= MANY)
+    store.release.clear()
+    store.sizes.clear()
+    return channels
+
+
 async def test_a_sweep_saves_every_channel_due_across_chunks() -> None:
     """Channels due for a periodic save in the same tick, several chunks' worth, are all saved,
     each counted once."""
@@ -405,17 +421,12 @@ async def test_a_sweep_waits_while_its_writes_fall_behind(monkeypatch: pytest.Mo
     """A sweep hands its writers a bounded number of rows that are not yet written: while the
     store holds its writes, the sweep snapshots no further, and it saves everything once the
     store writes again."""
-    monkeypatch.setattr(_sweep, "SLICE", 8)
-    monkeypatch.setattr(_sweep, "FULL_ROWS", 16)
-    monkeypatch.setattr(_sweep, "MAX_IN_FLIGHT", 32)
+    small_sweeps(monkeypatch)
     store = Watching()
     node = probe_node(store)
     async with node:
-        channels = await start_probes(node, MANY)
-        await wait_until(lambda: sum(store.sizes) >= MANY)
-        store.release.clear()
+        channels = await held_back(node, store)
         Probe.encoded_at.clear()
-        store.sizes.clear()
         for channel in channels:
             await node.command(channel, "incr")
         await wait_until(lambda: bool(store.sizes))
@@ -425,6 +436,58 @@ async def test_a_sweep_waits_while_its_writes_fall_behind(monkeypatch: pytest.Mo
         store.release.set()
         await wait_until(lambda: sum(store.sizes) >= MANY)
         assert await stored_values(store, MANY) == [1] * MANY
+
+
+async def test_channels_due_while_a_sweep_snapshots_join_that_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One sweep snapshots at a time: channels that come due while it runs join its list,
+    so that its pauses really let the store's thread run (no second sweep's slice between
+    them), and every one of them is saved."""
+    small_sweeps(monkeypatch)
+    sweepers: set[asyncio.Task[Any] | None] = set()
+    snapshot = _sweep.SaveSweep._snapshot
+
+    def noting(sweep: _sweep.SaveSweep, chunk: Any, channels: list[Any]) -> None:
+        sweepers.add(asyncio.current_task())
+        snapshot(sweep, chunk, channels)
+
+    monkeypatch.setattr(_sweep.SaveSweep, "_snapshot", noting)
+    store = Watching()
+    node = probe_node(store)
+    async with node:
+        channels = await held_back(node, store)  # the sweep is still snapshotting later
+        sweepers.clear()
+        early, late = channels[: MANY // 2], channels[MANY // 2 :]
+        for channel in early:
+            await node.command(channel, "incr")
+        await wait_until(lambda: bool(store.sizes))
+        for channel in late:
+            await node.command(channel, "incr")
+        await asyncio.sleep(0.1)  # the late channels come due while the first sweep waits
+        store.release.set()
+        await wait_until(lambda: sum(store.sizes) >= MANY)
+        assert await stored_values(store, MANY) == [1] * MANY
+        assert len(sweepers) == 1
+
+
+async def test_closing_during_a_sweep_saves_the_channels_it_had_not_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node that closes while a held-back sweep holds channels it has not snapshotted yet
+    (their turns taken) still stops every channel with its state saved."""
+    small_sweeps(monkeypatch)
+    store = Watching()
+    node = probe_node(store)
+    async with node:
+        channels = await held_back(node, store)
+        for channel in channels:
+            await node.command(channel, "incr")
+        await wait_until(lambda: bool(store.sizes))
+        sweeping = node._rt.sweep._sweeping
+        assert sweeping is not None and len(sweeping) == MANY  # most not yet snapshotted
+        asyncio.get_running_loop().call_later(0.1, store.release.set)
+    assert await stored_values(store, MANY) == [1] * MANY
 
 
 async def test_a_sweep_writes_a_channel_of_two_stores_one_batch_each() -> None:
