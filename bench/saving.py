@@ -13,7 +13,7 @@ from actors import Counter
 from common import calibrate, time_loop
 
 import wes
-from wes._writer import FlatWrite, flat_write_of
+from wes._writer import FlatWrite, flat_write_of, writes_on_thread
 from wes.abc import Record, Store, Write
 
 
@@ -65,6 +65,10 @@ class RecordingStore(Store):
         if written:
             self.sizes.append(written)
         return results
+
+    @property
+    def _wes_writes_on_thread(self) -> bool:
+        return writes_on_thread(self.inner)
 
     def _wes_flat_write(self) -> FlatWrite | None:
         flat = flat_write_of(self.inner)

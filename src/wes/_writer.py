@@ -43,6 +43,12 @@ def flat_write_of(store: Store) -> FlatWrite | None:
     return None if offer is None else offer()
 
 
+def writes_on_thread(store: Store) -> bool:
+    """Whether `store` says (`_wes_writes_on_thread`) that it writes on a thread of its own
+    rather than on the event loop."""
+    return bool(getattr(store, "_wes_writes_on_thread", False))
+
+
 def _consume(fut: Group) -> None:
     # A caller that was cancelled no longer awaits the future; retrieve the outcome so asyncio
     # does not log "exception was never retrieved" for an error that was already handled.
@@ -110,9 +116,10 @@ class Writer:
         self._store = store
         self._spawn = spawn
         self._flat = flat_write_of(store)
-        # Flat writes are `SqliteStore`'s, which writes on a thread of its own: then a save
-        # sweep lets that thread take the GIL between its slices (`_sweep.SaveSweep._pause`).
-        self.on_thread = self._flat is not None
+        # A store that writes on a thread of its own (`SqliteStore`) needs the GIL from the
+        # loop to start and end a write: a save sweep then idles between its slices while
+        # such a write is in flight (`_sweep.SaveSweep._pause`).
+        self.on_thread = writes_on_thread(store)
         self.params: list[Any] = []
         self.sizes: array[int] = array("q")
         self._group: Group | None = None
@@ -164,7 +171,7 @@ class Writer:
         self.params, self.sizes = [], array("q")
         if self._flat is not None:
             return self._flat(params, sizes)
-        return self._store.write(_batches(params, sizes))
+        return self._store.write(batches_of(params, sizes))
 
     async def _write(self, group: Group) -> None:
         try:
@@ -181,8 +188,9 @@ class Writer:
             group.set_result(list(results))
 
 
-def _batches(params: list[Any], sizes: array[int]) -> list[list[Write]]:
-    """The `Write` batches of flat rows, for a store that takes no flat rows."""
+def batches_of(params: list[Any], sizes: array[int]) -> list[list[Write]]:
+    """The `Write` batches of flat rows (for a store that takes no flat rows, or a flat
+    write that falls back to its store's own `write`)."""
     rows = [_write(params[i : i + _FIELDS]) for i in range(0, len(params), _FIELDS)]
     batches: list[list[Write]] = []
     start = 0

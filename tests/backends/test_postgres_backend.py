@@ -7,12 +7,14 @@ import importlib
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 
 import psycopg
 import pytest
 
 import wes
 from tests.support.servers import free_port, postgres_server
+from wes._writer import flat_write_of, writes_on_thread
 from wes.abc import Record, Write
 
 
@@ -233,3 +235,61 @@ def test_repr_hides_the_password() -> None:
     for store in (url, kv):
         assert "s3cret" not in repr(store)
         assert "***" in repr(store)
+
+
+class _Counting(wes.PostgresStore):
+    """Counts the rows its `write` is given."""
+
+    rows = 0
+
+    async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        self.rows += sum(len(batch) for batch in batches)
+        return await super().write(batches)
+
+
+class Tally(wes.Actor):
+    def __init__(self) -> None:
+        self.value = 0
+
+    @wes.command
+    def incr(self) -> None:
+        self.value += 1
+
+
+async def _sweep_twice(store: wes.PostgresStore, n: int) -> dict[str, Record]:
+    """`n` channels of a `Tally` each, saved periodically, made dirty once more; returns
+    the stored records once every second state is there."""
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("tally", Tally)
+    node.channel_type("c", idle_timeout=None, save_interval=0.01)
+    keys = [f"tally/{i}" for i in range(n)]
+    async with node:
+        for i in range(n):
+            await node.create_channel(("c", i), wes.create(("tally", i)))
+        for i in range(n):
+            await node.command(("c", i), "incr")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = await store.read(keys)
+            if all(r.data == b'{"value":1}' for r in got.values()) and len(got) == n:
+                return got
+            await asyncio.sleep(0.01)
+    raise AssertionError("the second states were not all stored")
+
+
+async def test_a_node_saves_through_the_flat_write(postgres_dsn: str) -> None:
+    """The node's writer hands `PostgresStore` its rows flat (columns sliced, no `Write` per
+    row); a sweep of many channels stores every state, each under its own token."""
+    assert flat_write_of(wes.PostgresStore(postgres_dsn)) is not None
+    assert not writes_on_thread(wes.PostgresStore(postgres_dsn))  # its I/O is on the loop
+    async with wes.PostgresStore(postgres_dsn, table=table()) as store:
+        got = await _sweep_twice(store, 700)
+        assert {(r.version, r.token > 0) for r in got.values()} == {(1, True)}
+
+
+async def test_a_subclass_that_changes_write_sees_every_save(postgres_dsn: str) -> None:
+    """A subclass that overrides `write` gets no flat writes: every save goes through it."""
+    async with _Counting(postgres_dsn, table=table()) as store:
+        assert flat_write_of(store) is None
+        await _sweep_twice(store, 50)
+        assert store.rows >= 100

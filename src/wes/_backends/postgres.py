@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
+from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._abc import Record, Store, Write
 from .._errors import InvalidConfig, StaleToken, StoreUnavailable
+from .._writer import FlatWrite, Results, batches_of
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _by_key = itemgetter(0)  # a Write's key
+_flatten = chain.from_iterable
+_FIELDS = len(Write._fields)  # of a row in flat params (`wes._writer.FlatWrite`)
 
 _SCAN_PAGE = 500  # rows per scan query: bounds memory with large values, few round trips
 _RETRIES = 2  # reruns of an operation after a dropped connection or a deadlock
@@ -244,18 +249,30 @@ class PostgresStore(Store):
         return {key: Record(data, version, token) for key, data, version, token in rows}
 
     async def write(self, batches: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        todo = [list(batch) for batch in batches]
-        if not any(todo):
-            return [None] * len(todo)
-        return await self._run(lambda conn: self._write(conn, todo))
+        sizes = array("q", map(len, batches))
+        return await self._write_flat(list(_flatten(_flatten(batches))), sizes)
 
-    async def _write(
+    def _wes_flat_write(self) -> FlatWrite | None:
+        """The writer's way in (`wes._writer.FlatWrite`): rows flat, their columns taken by
+        slicing, no `Write` per row; not for a subclass that changes `write`."""
+        return self._write_flat if type(self).write is PostgresStore.write else None
+
+    async def _write_flat(self, params: list[Any], sizes: array[int]) -> Results:
+        keys = params[0::_FIELDS]
+        if not keys:
+            return [None] * len(sizes)
+        # One statement cannot upsert a key twice, so repeated keys skip the fast path.
+        if len(set(keys)) == len(keys):
+            columns = _in_key_order(keys, params)
+            if await self._run(lambda conn: self._upsert_columns(conn, *columns)):
+                return [None] * len(sizes)
+        batches = batches_of(params, sizes)  # rare: a key twice, or a fenced row
+        return await self._run(lambda conn: self._write_each(conn, batches))
+
+    async def _write_each(
         self, conn: AsyncConnection[Any], batches: list[list[Write]]
     ) -> list[BaseException | None]:
-        rows = [w for batch in batches for w in batch]
-        # One statement cannot upsert a key twice, so repeated keys skip the fast path.
-        if len({w.key for w in rows}) == len(rows) and await self._upsert_all_or_none(conn, rows):
-            return [None] * len(batches)
+        """Write `batches` in one transaction, a savepoint each: each stale one is refused."""
         async with conn.transaction():
             return [await self._write_batch(conn, batch) for batch in batches]
 
@@ -283,11 +300,17 @@ class PostgresStore(Store):
         # Only a batch repeating a key with a falling token gets here.
         return StaleToken(f"write of {len(batch)} keys refused by a newer fencing token")
 
-    async def _upsert_all_or_none(self, conn: AsyncConnection[Any], rows: list[Write]) -> bool:
-        """Upsert `rows` (distinct keys) in one statement outside any transaction block, so
-        in a transaction of its own; `False`, and nothing written, if any row was fenced."""
-        rows = sorted(rows, key=_by_key)  # overlapping writers lock rows in one order
-        keys, data, versions, tokens = map(list, zip(*rows, strict=True))
+    async def _upsert_columns(
+        self,
+        conn: AsyncConnection[Any],
+        keys: list[str],
+        data: list[bytes],
+        versions: list[int],
+        tokens: list[int],
+    ) -> bool:
+        """Upsert the rows given as columns (distinct keys, in key order) in one statement
+        outside any transaction block, so in a transaction of its own; `False`, and nothing
+        written, if any row was fenced."""
         try:
             await conn.execute(self._upsert_all, (keys, tokens, versions, data))
         except self._cast_failed as exc:
@@ -375,3 +398,19 @@ def _upper_bound(prefix: str) -> str | None:
 def _hide_password(dsn: str) -> str:
     dsn = re.sub(r"(://[^:/?#@]*:)[^@/?#]*@", r"\1***@", dsn)
     return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+
+
+def _in_key_order(
+    keys: list[str], params: list[Any]
+) -> tuple[list[str], list[bytes], list[int], list[int]]:
+    """The columns (key, data, version, token) of flat rows with distinct `keys`, sorted by
+    key (overlapping writers lock rows in one order), reordered in C by one `itemgetter`."""
+    if len(keys) == 1:
+        return keys, [params[1]], [params[2]], [params[3]]
+    order = itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))
+    return (
+        list(order(keys)),
+        list(order(params[1::_FIELDS])),
+        list(order(params[2::_FIELDS])),
+        list(order(params[3::_FIELDS])),
+    )

@@ -12,7 +12,7 @@ import sqlite3
 from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from itertools import chain
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from .._abc import Record, Store, Write
 from .._errors import InvalidConfig, StaleToken, StoreUnavailable
@@ -203,6 +203,8 @@ class SqliteStore(Store):
         """The writer's way in (`wes._writer.FlatWrite`): rows flat, no `Write` objects
         held while the write waits; not for a subclass that changes `write`."""
         return self._write_flat if type(self).write is SqliteStore.write else None
+
+    _wes_writes_on_thread: ClassVar[bool] = True  # see `wes._writer.writes_on_thread`
 
     async def _write_flat(self, params: list[Any], sizes: array[int]) -> Results:
         return await self._file.run(self._write_sync, params, sizes)
