@@ -159,7 +159,13 @@ class Membership(ChannelState):
                 note_expected(exc, self.actors)
             claims = self.detach()
             reason = "lease_lost" if lease_lost else type(exc).__name__
-            self.conf.runtime.spawn(self._released(claims, reason, exc))
+            runtime = self.conf.runtime
+            ident = self.id
+            # Counted when the release ends, in a callback: if the node closes first, a task
+            # cancelled before its first step never runs its coroutine (nor its `finally`).
+            runtime.spawn(runtime.leases.release(claims)).add_done_callback(
+                lambda _: runtime.event("stop", reason, ident, error=exc)
+            )
 
     async def _released(self, claims: list[Claim], reason: str, exc: BaseException) -> None:
         runtime = self.conf.runtime

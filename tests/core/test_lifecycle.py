@@ -12,6 +12,7 @@ import wes
 from tests.support.backends import stored
 from tests.support.counters import Counter
 from tests.support.nodes import node_of
+from tests.support.recorder import Recorder
 from tests.support.waiting import wait_until
 
 CH = ("session", "s")
@@ -256,3 +257,19 @@ async def test_exception_in_on_deactivate_kills_the_channel_unsaved() -> None:
         assert await node.status(CH) is None
         assert stats.counts()[("stop", "RuntimeError")] == 1
     assert await stored(store, "bad/x") is None
+
+
+async def test_a_lease_lost_is_counted_even_if_its_release_is_cancelled_before_it_starts() -> None:
+    """A channel that loses its lease stops at once and its claims are released by a task;
+    its ("stop", "lease_lost") is counted when that task ends, even if the node's close
+    cancels it before its first step (a coroutine's `finally` would never run then)."""
+    stats = Recorder()
+    node = node_of({"counter": Counter}, stats=stats)
+    async with node:
+        await node.create_channel(("session", 1), wes.create(("counter", 1)))
+        ch = node._channels[("session", 1)]
+        before = set(node._rt.tasks)
+        ch.crash_later(wes.LeaseLost("lease ran out"), lease_lost=True)
+        [release] = set(node._rt.tasks) - before
+        release.cancel()  # before it ever ran, as a close right now would
+    assert stats.count("stop", "lease_lost") == 1
