@@ -4,19 +4,27 @@ and concluding a write (a mixin of `Channel`: the channel holds the slots)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ._actor import Actor
+from ._codec import encoder_of_all
 from ._errors import LeaseLost, StaleToken, StateNotEncodable
 from ._state import ChannelState
 from ._writer import Queue, Ticket
 
 if TYPE_CHECKING:
-    from ._types import Services
+    from ._channel import Channel
+    from ._types import ActorConf, Services
     from ._writer import Writer
 
 _should_save = Actor.should_save
 _to_state = Actor.to_state
+_flatten = chain.from_iterable
+_ident_of = attrgetter("ident")
+_key_of = itemgetter(1)  # a claim's ident is (scope, storage key)
+_token_of = attrgetter("token")
 RETRY_BACKOFF = (0.05, 2.0)  # first and largest delay between retries of a failed save
 
 
@@ -42,40 +50,12 @@ class Saving(ChannelState):
         stores' writers, one atomic batch per store, each recorded as `owner`'s in `queues`
         (the caller's, one `Queue` per writer, which it sends). The caller holds the turn;
         the actors count as clean until `end_save` says otherwise. Raises `LeaseLost` or
-        `StateNotEncodable`, and then nothing changed or was gathered.
-
-        A save sweep calls this for thousands of channels in a row, so the usual channel (one
-        actor) has a path of its own: its row's fields go straight into its writer's queue,
-        with no `Write` tuple, batch list or second pass (see `_writer`), and the storage key
-        is the claim's (computed once per actor).
+        `StateNotEncodable`, and then nothing changed or was gathered. (A save sweep takes
+        its channels with `take_dirty_of`.)
         """
         if now >= self.lease_until:
             raise LeaseLost(f"channel {self.id!r} lost its lease before it could save")
         runtime = self.conf.runtime
-        actors = self.actors
-        if len(actors) == 1:
-            actor = actors[0]
-            if actor._wes_dirty:
-                data = _encoded(actor, runtime.codec.encode)
-                actor._wes_dirty = False
-                if data is not None:
-                    conf = runtime.actor_types[actor._wes_id[0]]
-                    claim = actor._wes_claim
-                    writer = conf.writer
-                    queue = queues.get(writer)  # `_queue(queues, writer).add(...)` inline
-                    if queue is None:
-                        queue = queues[writer] = Queue(writer)
-                    queue.params += (claim.ident[1], data, conf.cls.version, claim.token)
-                    queue.sizes.append(1)
-                    queue.owners.append(owner)
-            self.dirty = False
-            return
-        self._take_dirty_actors(runtime, queues, owner)
-
-    def _take_dirty_actors(
-        self, runtime: Services, queues: dict[Writer, Queue], owner: int
-    ) -> None:
-        """`take_dirty` of a channel of several actors (or none)."""
         encode = runtime.codec.encode
         rows: dict[Writer, list[Any]] = {}  # a batch per store
         for actor in self.actors:
@@ -197,10 +177,124 @@ def _encoded(actor: Actor, encode: Callable[[dict[str, Any]], bytes]) -> bytes |
             state = actor.to_state()
         return encode(state)
     except Exception as exc:
-        ident = actor._wes_id
-        raise StateNotEncodable(
-            f"cannot encode the state of actor {ident!r}: {exc}", ident
-        ) from exc
+        raise _not_encodable(actor, exc) from exc
+
+
+def take_dirty_of(
+    channels: list[Channel],
+    now: float,
+    queues: dict[Writer, Queue],
+    begun: list[Channel],
+    failed: Callable[[Channel, Exception], None],
+) -> None:
+    """`Saving.take_dirty` of each of `channels` (whose turns the caller holds) that runs and
+    is dirty, as a save sweep's slice: a channel that had something to save is appended to
+    `begun`, its batches recorded under its index there; one whose save could not begin goes
+    to `failed` with the error instead, unchanged.
+
+    A sweep takes thousands of channels in a row, so the usual channel (one actor, whose
+    class keeps the default `should_save` and `to_state`) has a path of its own, with no
+    Python call per channel: its state joins a run of channels of one actor type (`_Run`),
+    which is encoded at once (`_codec.EncodeAll`) and queued in one pass: each row's fields
+    straight into its writer's queue, with no `Write` tuple or batch list (see `_writer`),
+    the storage key the claim's (computed once per actor), and the actor type's settings
+    looked up once for the run.
+    """
+    if not channels:
+        return
+    runtime = channels[0].conf.runtime
+    actor_types = runtime.actor_types
+    run: _Run | None = None
+    for ch in channels:
+        if ch.claim is None or not ch.dirty:
+            continue  # stopped meanwhile, or nothing left to save
+        actors = ch.actors
+        if len(actors) == 1 and now < ch.lease_until:
+            actor = actors[0]
+            if not actor._wes_dirty:
+                ch.dirty = False
+                begun.append(ch)
+                continue
+            kind = actor._wes_id[0]
+            if run is None or kind != run.kind:
+                if run is not None:
+                    run.queue_rows(begun, failed)
+                run = _Run(kind, actor_types[kind], runtime, queues)
+            if run.plain:
+                state = actor.__dict__
+                for name in state:
+                    if name[:1] == "_":
+                        state = _to_state(actor)
+                        break
+                run.states.append(state)
+                run.channels.append(ch)
+                continue
+        try:  # anything else: one call, as a save of its own
+            ch.take_dirty(now, queues, len(begun))
+        except Exception as exc:  # lease lost, or a state that cannot be encoded
+            failed(ch, exc)
+            continue
+        begun.append(ch)
+    if run is not None:
+        run.queue_rows(begun, failed)
+
+
+class _Run:
+    """Channels of a save sweep's slice, one plain actor each (see `take_dirty_of`), of one
+    actor type, in a row, and their states, to be encoded and queued together."""
+
+    __slots__ = ("channels", "conf", "encode_all", "kind", "plain", "queue", "states")
+
+    def __init__(
+        self, kind: str, conf: ActorConf, runtime: Services, queues: dict[Writer, Queue]
+    ) -> None:
+        self.kind = kind
+        self.conf = conf
+        cls = conf.cls
+        self.plain = cls.should_save is _should_save and cls.to_state is _to_state
+        self.queue = _queue(queues, conf.writer)
+        self.encode_all = encoder_of_all(runtime.codec)
+        self.channels: list[Channel] = []
+        self.states: list[dict[str, Any]] = []
+
+    def queue_rows(
+        self, begun: list[Channel], failed: Callable[[Channel, Exception], None]
+    ) -> None:
+        """Encode the run's states and queue a row for each, a batch of its own; the channel
+        whose state cannot be encoded goes to `failed`, the others to `begun`."""
+        channels = self.channels
+        if not channels:
+            return
+        datas, errors = self.encode_all(self.states)
+        if errors:
+            for i in sorted(errors, reverse=True):
+                ch = channels.pop(i)
+                del datas[i]
+                failed(ch, _not_encodable(ch.actors[0], errors[i]))
+        first = len(begun)
+        begun += channels
+        claims = [ch.actors[0]._wes_claim for ch in channels]
+        queue = self.queue
+        queue.params += _flatten(
+            zip(
+                map(_key_of, map(_ident_of, claims)),
+                datas,
+                repeat(self.conf.cls.version),
+                map(_token_of, claims),
+            )
+        )
+        queue.sizes.extend(repeat(1, len(channels)))
+        queue.owners += range(first, first + len(channels))
+        for ch in channels:
+            ch.actors[0]._wes_dirty = False
+            ch.dirty = False
+
+
+def _not_encodable(actor: Actor, exc: Exception) -> StateNotEncodable:
+    ident = actor._wes_id
+    error = StateNotEncodable(f"cannot encode the state of actor {ident!r}: {exc}", ident)
+    error.__cause__ = exc
+    return error
 
 
 def _queue(queues: dict[Writer, Queue], writer: Writer) -> Queue:

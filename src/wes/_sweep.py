@@ -35,6 +35,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ._errors import StateNotEncodable
+from ._saving import take_dirty_of
 from ._wheel import BUSY_DELAY, RESOLUTION  # a save bucket is one wheel slot
 
 if TYPE_CHECKING:
@@ -377,21 +378,9 @@ class SaveSweep:
 
     def _snapshot(self, chunk: _Chunk, channels: list[Channel]) -> None:
         """Snapshot `channels` into `chunk`: queue their rows, to be sent with the chunk."""
-        now = self._runtime.now()
         chunk.channels += channels
-        begun = chunk.begun
         queues = chunk.queues
-        for ch in channels:
-            if ch.claim is None or not ch.dirty:
-                continue  # stopped meanwhile, or nothing left to save
-            try:
-                ch.take_dirty(now, queues, len(begun))
-            except Exception as exc:  # lease lost, or a state that cannot be encoded
-                ch.periodic_save_failed(exc)
-                if ch.running:
-                    ch.retry_save_later()
-                continue
-            begun.append(ch)
+        take_dirty_of(channels, self._runtime.now(), queues, chunk.begun, _not_begun)
         chunk.rows = sum(len(queue.params) for queue in queues.values()) // 4
 
     def _conclude(self, chunk: _Chunk) -> None:
@@ -420,6 +409,14 @@ class SaveSweep:
                 ch.busy = False
             else:
                 ch.pass_turn()
+
+
+def _not_begun(ch: Channel, exc: Exception) -> None:
+    """A sweep could not begin the save of `ch` (lease lost, or a state that cannot be
+    encoded): count it, and try again later if it runs on."""
+    ch.periodic_save_failed(exc)
+    if ch.running:
+        ch.retry_save_later()
 
 
 def _fields(

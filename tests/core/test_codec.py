@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import wes
 from wes import _codec
+from wes.abc import Codec
 
 
 def old_encode(state: dict[str, Any]) -> bytes:
@@ -253,3 +254,94 @@ def test_orjson_writes_the_states_it_can_hold() -> None:
     """Where orjson is installed it writes a plain state itself (its float format tells)."""
     assert wes.JsonCodec().encode({"f": 1e-7}) == b'{"f":1e-7}'
     assert old_encode({"f": 1e-7}) == b'{"f":1e-07}'
+
+
+def encode_or_error(codec: wes.JsonCodec, state: dict[str, Any]) -> bytes | type[Exception]:
+    try:
+        return codec.encode(state)
+    except Exception as exc:
+        return type(exc)
+
+
+def encode_all_or_errors(codec: Codec, batch: list[dict[str, Any]]) -> list[Any]:
+    """What `encoder_of_all(codec)` gives for `batch`: each state's bytes, or its error's type."""
+    out, errors = _codec.encoder_of_all(codec)(batch)
+    assert len(out) == len(batch)
+    assert all(out[i] == b"" for i in errors)
+    return [type(errors[i]) if i in errors else data for i, data in enumerate(out)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(states, max_size=8))
+def test_encoding_many_states_at_once_gives_the_bytes_of_each(
+    batch: list[dict[str, Any]],
+) -> None:
+    """A save sweep encodes its states many at once: the bytes are those `encode` writes for
+    each, big integers, NaN and non-string keys among them."""
+    codec = wes.JsonCodec()
+    assert encode_all_or_errors(codec, batch) == [codec.encode(state) for state in batch]
+
+
+def test_a_state_among_many_that_cannot_be_encoded_has_its_error_at_its_place(
+    codec: wes.JsonCodec,
+) -> None:
+    """Of many states encoded at once, one that cannot be encoded gets its own error, the
+    others their bytes: NaN (orjson would write null), a set, a big integer."""
+    batch: list[dict[str, Any]] = [
+        {"a": 1},
+        {"tags": {1}},
+        {"nan": math.nan},
+        {"big": 2**70},
+        {"text": "\ud800"},
+    ]
+    assert encode_all_or_errors(codec, batch) == [encode_or_error(codec, s) for s in batch]
+    assert encode_all_or_errors(codec, batch)[1] is TypeError
+
+
+def test_states_larger_than_orjsons_buffer_are_encoded_at_once_as_one_by_one() -> None:
+    """A state beyond `_COMPACT` bytes is encoded at once as `encode` writes it."""
+    codec = wes.JsonCodec()
+    batch: list[dict[str, Any]] = [{"blob": "x" * (2 * _codec._COMPACT)}, {"a": 1}]
+    assert encode_all_or_errors(codec, batch) == [codec.encode(state) for state in batch]
+
+
+class Shouting(wes.JsonCodec):
+    """A codec that changes how states are written."""
+
+    def encode(self, state: dict[str, Any]) -> bytes:
+        return super().encode(state).upper()
+
+
+class Plain(Codec):
+    """A codec of its own, with no way of encoding many states at once."""
+
+    def encode(self, state: dict[str, Any]) -> bytes:
+        if "bad" in state:
+            raise ValueError("bad state")
+        return repr(sorted(state.items())).encode()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def test_many_states_go_through_the_encode_of_a_codec_subclass() -> None:
+    """A `JsonCodec` subclass that changes `encode` has every state of a batch go through it."""
+    assert encode_all_or_errors(Shouting(), [{"a": "b"}]) == [b'{"A":"B"}']
+
+
+def test_many_states_go_through_the_encode_of_any_other_codec() -> None:
+    """A codec without a way of its own encodes a batch with its `encode`, one state at a
+    time, each error at its place."""
+    assert encode_all_or_errors(Plain(), [{"a": 1}, {"bad": 1}]) == [b"[('a', 1)]", ValueError]
+
+
+def test_a_state_the_standard_library_refuses_after_orjson_wrote_null_has_its_error() -> None:
+    """Of many states, one that orjson wrote with a `null` goes to the standard library; if
+    that refuses it, the error is that state's alone."""
+    codec = wes.JsonCodec()
+
+    def refuse(state: dict[str, Any]) -> bytes:
+        raise ValueError("refused")
+
+    codec._std_encode = refuse
+    assert encode_all_or_errors(codec, [{"a": None}, {"b": 1}]) == [ValueError, b'{"b":1}']

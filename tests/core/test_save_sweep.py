@@ -5,7 +5,8 @@ writers, which several savers share."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -515,3 +516,122 @@ async def test_a_sweep_writes_a_channel_of_two_stores_one_batch_each() -> None:
             "probe/3": b'{"value":1}',
         }
         assert {key: record.data for key, record in theirs.items()} == {"other/2": b'{"value":1}'}
+
+
+class Versioned(Holder):
+    """A holder of another actor type, at a version of its own."""
+
+    version = 3
+
+
+class Caching(Holder):
+    """A holder that keeps a private attribute beside its state."""
+
+    @wes.command
+    def remember(self) -> None:
+        self._seen = "not to be stored"
+        self.value += 1
+
+
+class Unsaved(Holder):
+    """A holder that asks not to be saved."""
+
+    def should_save(self) -> bool:
+        return False
+
+
+async def test_a_sweep_saves_runs_of_actor_types_each_in_its_store_with_its_version() -> None:
+    """Channels of two actor types, in two stores, alternating in runs within the slices of
+    one sweep: each state is written to its own type's store, with its type's version."""
+    first, second = wes.MemoryStore(), wes.MemoryStore()
+    node = wes.Node(store=first, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.actor_type("versioned", Versioned, store=second)
+    node.channel_type("c", idle_timeout=None, save_interval=0.005)
+    kinds = ["versioned" if i % 7 in (2, 3, 5) else "holder" for i in range(MANY)]
+    async with node:
+        for i, kind in enumerate(kinds):
+            await node.create_channel(("c", i), wes.create((kind, i)))
+        for i in range(MANY):
+            await node.command(("c", i), "incr")
+
+        def written() -> int:
+            records = [*first._records.values(), *second._records.values()]
+            return sum(r.data == b'{"value":1}' for r in records)
+
+        await wait_until(lambda: written() == MANY)
+        assert first._records.keys() == {
+            f"holder/{i}" for i, k in enumerate(kinds) if k == "holder"
+        }
+        assert second._records.keys() == {
+            f"versioned/{i}" for i, k in enumerate(kinds) if k == "versioned"
+        }
+        assert {r.version for r in first._records.values()} == {1}
+        assert {r.version for r in second._records.values()} == {3}
+
+
+@contextlib.asynccontextmanager
+async def holders_and_one(
+    store: Store, kind: str, cls: type[Holder], at: int
+) -> AsyncIterator[wes.Node]:
+    """A running node with channels 0..19 of one holder each, but channel `at`, whose actor
+    is of type `kind` (class `cls`); saves every 5 ms."""
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.actor_type(kind, cls)
+    node.channel_type("c", idle_timeout=None, save_interval=0.005)
+    async with node:
+        for i in range(20):
+            await node.create_channel(("c", i), wes.create((kind if i == at else "holder", i)))
+        yield node
+
+
+async def test_a_sweep_writes_only_the_public_attributes_of_an_actor() -> None:
+    """An actor with a private attribute beside its state, saved by a sweep with plain ones,
+    is written without it."""
+    store = wes.MemoryStore()
+    async with holders_and_one(store, "caching", Caching, 9) as node:
+        await node.command(("c", 9), "remember")
+        await wait_until(
+            lambda: getattr(store._records.get("caching/9"), "data", b"") == b'{"value":1}'
+        )
+
+
+async def test_a_sweep_does_not_write_an_actor_that_should_not_be_saved() -> None:
+    """An actor whose `should_save` says no, amid plain ones in a sweep, is not written, and
+    its channel is clean after the sweep (not saved again at every tick)."""
+    store = wes.MemoryStore()
+    async with holders_and_one(store, "unsaved", Unsaved, 4) as node:
+        for i in range(20):
+            await node.command(("c", i), "incr")
+        records = store._records
+        await wait_until(lambda: sum(r.data == b'{"value":1}' for r in records.values()) == 19)
+        assert "unsaved/4" not in records
+        assert not node._channels[("c", 4)].dirty
+
+
+async def test_a_state_that_cannot_be_encoded_fails_only_its_channel_of_a_sweep(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One state that cannot be encoded, amid many in one sweep: the others are written, its
+    channel runs on with its state unsaved, and the logged error names the actor."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry())
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.005)
+    async with node:
+        for i in range(MANY):
+            await node.create_channel(("c", i), wes.create(("holder", i)))
+        await wait_until(lambda: len(store._records) == MANY)
+        bad = MANY // 2
+        await node.command(("c", bad), "spoil")
+        for i in range(MANY):
+            if i != bad:
+                await node.command(("c", i), "incr")
+        others = [f"holder/{i}" for i in range(MANY) if i != bad]
+        await wait_until(lambda: all(store._records[k].data == b'{"value":1}' for k in others))
+        await wait_until(lambda: "StateNotEncodable" in caplog.text)
+        assert f"('holder', {bad})" in caplog.text
+        assert store._records[f"holder/{bad}"].data == b'{"value":0}'
+        ch = node._channels[("c", bad)]
+        assert ch.running and ch.dirty
