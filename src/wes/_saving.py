@@ -228,6 +228,9 @@ def take_dirty_of(
                         break
                 run.states.append(state)
                 run.channels.append(ch)
+                run.claims.append(actor._wes_claim)
+                actor._wes_dirty = False  # until `queue_rows` finds it cannot be encoded
+                ch.dirty = False
                 continue
         try:  # anything else: one call, as a save of its own
             ch.take_dirty(now, queues, len(begun))
@@ -243,7 +246,7 @@ class _Run:
     """Channels of a save sweep's slice, one plain actor each (see `take_dirty_of`), of one
     actor type, in a row, and their states, to be encoded and queued together."""
 
-    __slots__ = ("channels", "conf", "encode_all", "kind", "plain", "queue", "states")
+    __slots__ = ("channels", "claims", "conf", "encode_all", "kind", "plain", "queue", "states")
 
     def __init__(
         self, kind: str, conf: ActorConf, runtime: Services, queues: dict[Writer, Queue]
@@ -256,6 +259,7 @@ class _Run:
         self.encode_all = encoder_of_all(runtime.codec)
         self.channels: list[Channel] = []
         self.states: list[dict[str, Any]] = []
+        self.claims: list[Any] = []  # the actors' claims, whose key and token make the row
 
     def queue_rows(
         self, begun: list[Channel], failed: Callable[[Channel, Exception], None]
@@ -266,14 +270,16 @@ class _Run:
         if not channels:
             return
         datas, errors = self.encode_all(self.states)
+        claims = self.claims
         if errors:
             for i in sorted(errors, reverse=True):
                 ch = channels.pop(i)
-                del datas[i]
-                failed(ch, _not_encodable(ch.actors[0], errors[i]))
+                del datas[i], claims[i]
+                actor = ch.actors[0]
+                actor._wes_dirty = ch.dirty = True  # unchanged, as the caller had it
+                failed(ch, _not_encodable(actor, errors[i]))
         first = len(begun)
         begun += channels
-        claims = [ch.actors[0]._wes_claim for ch in channels]
         queue = self.queue
         queue.params += _flatten(
             zip(
@@ -285,9 +291,6 @@ class _Run:
         )
         queue.sizes.extend(repeat(1, len(channels)))
         queue.owners += range(first, first + len(channels))
-        for ch in channels:
-            ch.actors[0]._wes_dirty = False
-            ch.dirty = False
 
 
 def _not_encodable(actor: Actor, exc: Exception) -> StateNotEncodable:
