@@ -62,13 +62,16 @@ _OPTIONS = repeat(_OPTION)
 
 def encoder_of_all(codec: Codec) -> EncodeAll:
     """How to encode many states with `codec` at once: its own way if it offers one
-    (`_wes_encode_all()`, as the built-in `JsonCodec`), else its `encode` for each."""
+    (`_wes_encode_all()`, as the built-in `JsonCodec`), else its `encode` for a copy of
+    each."""
     offer: Callable[[], EncodeAll | None] | None = getattr(codec, "_wes_encode_all", None)
     own = None if offer is None else offer()
     if own is not None:
         return own
     encode = codec.encode
-    return lambda states: encode_each(encode, states)
+    # A copy of each: a sweep hands over the actors' own `__dict__`s, which a codec of the
+    # user's must not be able to change (as the default `to_state` gives a copy).
+    return lambda states: encode_each(encode, list(map(dict.copy, states)))
 
 
 def encode_each(

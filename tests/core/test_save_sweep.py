@@ -635,3 +635,32 @@ async def test_a_state_that_cannot_be_encoded_fails_only_its_channel_of_a_sweep(
         assert store._records[f"holder/{bad}"].data == b'{"value":0}'
         ch = node._channels[("c", bad)]
         assert ch.running and ch.dirty
+
+
+class Consuming(wes.JsonCodec):
+    """A codec of the user's that empties the state it is given once it has encoded it."""
+
+    def encode(self, state: dict[str, Any]) -> bytes:
+        data = super().encode(state)
+        state.clear()
+        return data
+
+
+async def test_a_codec_that_changes_the_state_it_encodes_leaves_the_actor_unchanged() -> None:
+    """A sweep hands a user's codec a copy of each plain actor's state: a codec that empties
+    what it is given changes no actor."""
+    store = wes.MemoryStore()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry(), codec=Consuming())
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.005)
+    async with node:
+        for i in range(20):
+            await node.create_channel(("c", i), wes.create(("holder", i)))
+        await node.command(("c", 3), "incr")
+        await wait_until(
+            lambda: getattr(store._records.get("holder/3"), "data", b"") == b'{"value":1}'
+        )
+        await node.command(("c", 3), "incr")
+        await wait_until(
+            lambda: getattr(store._records.get("holder/3"), "data", b"") == b'{"value":2}'
+        )
