@@ -206,7 +206,7 @@ class JsonCodec(Codec):
                 continue
             try:
                 datas.append(std(states[i]))
-            except Exception as exc:  # a state referring to itself, say
+            except Exception as exc:  # none known (orjson wrote it), but its own error
                 errors[i] = exc
                 datas.append(b"")
         return datas, errors

@@ -664,3 +664,25 @@ async def test_a_codec_that_changes_the_state_it_encodes_leaves_the_actor_unchan
         await wait_until(
             lambda: getattr(store._records.get("holder/3"), "data", b"") == b'{"value":2}'
         )
+
+
+async def test_a_channel_whose_lease_ran_out_is_not_written_by_a_sweep_and_stops() -> None:
+    """A one-actor channel whose lease ran out before its sweep snapshots it is not written
+    (a new owner may have read the store), and stops as lease lost; the others are written."""
+    store = wes.MemoryStore()
+    stats = wes.MemoryStats()
+    node = wes.Node(store=store, registry=wes.MemoryRegistry(), stats=stats)
+    node.actor_type("holder", Holder)
+    node.channel_type("c", idle_timeout=None, save_interval=0.005)
+    async with node:
+        for i in range(20):
+            await node.create_channel(("c", i), wes.create(("holder", i)))
+        await wait_until(lambda: len(store._records) == 20)
+        for i in range(20):
+            await node.command(("c", i), "incr")
+        node._channels[("c", 7)].lease_until = node._rt.now()  # as if renewals had failed
+        records = store._records
+        await wait_until(lambda: stats.counts().get(("stop", "lease_lost"), 0) == 1)
+        await wait_until(lambda: sum(r.data == b'{"value":1}' for r in records.values()) == 19)
+        assert records["holder/7"].data == b'{"value":0}'
+        assert ("c", 7) not in node._channels
